@@ -1,0 +1,85 @@
+"""Turn a detrex DINO / H-DETR / Deformable DETR LazyConfig into its Lite counterpart."""
+from typing import Optional
+
+from torch import nn
+
+from ..encoders import LiteEncoder
+from ..layers import KeyAwareDeformableAttention, MultiScaleDeformableAttention
+from ..layers._detrex_compat import detrex_attention_class
+
+# Keywords of detrex's encoders that carry over to LiteEncoder (num_layers does
+# not: a Lite variant derives its own).
+_CARRIED_KEYS = ("embed_dim", "num_heads", "feedforward_dim", "attn_dropout", "ffn_dropout", "post_norm", "use_checkpoint")
+
+
+def swap_encoder(cfg, variant: str = "H3L1-(2+1)x3", attention: str = "kda", decoder_kda: bool = False, **encoder_kwargs):
+    """Replace ``cfg.model.transformer.encoder`` with a :class:`LiteEncoder`, in place.
+
+    Args:
+        cfg: a detrex LazyConfig (the loaded config file or its ``model`` parent).
+        variant: ``"H3L1-(2+1)x3"``-style, or ``"standard"``.
+        attention: ``"kda"`` or ``"msda"`` (Lite without KDA, "skipscale").
+        decoder_kda: also replace the decoder's deformable cross-attention with
+            KDA, as the released Lite-DINO does.
+        **encoder_kwargs: further LiteEncoder keywords (``low_query_mode``,
+            ``value_placement``, ``low_ffn_ratio``, ...).
+
+    Returns:
+        ``cfg``, edited in place.
+    """
+    from detectron2.config import LazyCall as L
+
+    model = cfg.model if "model" in cfg else None
+    transformer = model.get("transformer") if model is not None else None
+    if transformer is None or "encoder" not in transformer:
+        raise ValueError(
+            "swap_encoder expects a detrex DETR config with cfg.model.transformer.encoder "
+            "(DINO, H-DETR or Deformable DETR)"
+        )
+    old = transformer.encoder
+    kwargs = {key: old[key] for key in _CARRIED_KEYS if key in old}
+    kwargs["num_feature_levels"] = "${..num_feature_levels}"
+    kwargs.update(variant=variant, attention=attention)
+    kwargs.update(encoder_kwargs)
+    transformer.encoder = L(LiteEncoder)(**kwargs)
+    if decoder_kda:
+        transformer.decoder = L(use_kda_cross_attention)(decoder=transformer.decoder)
+    return cfg
+
+
+def use_kda_cross_attention(decoder: nn.Module, value_placement: str = "auto", use_key_proj: bool = False) -> nn.Module:
+    """Replace every deformable attention of a built decoder with KDA, in place.
+
+    Each detrex (or lite_detr) ``MultiScaleDeformableAttention`` becomes a
+    :class:`KeyAwareDeformableAttention` with the same embed_dim, heads, levels,
+    points, dropout and batch_first. Used as a LazyCall target around the decoder.
+    """
+    targets = tuple(t for t in (detrex_attention_class(), MultiScaleDeformableAttention) if t is not None)
+    replaced = 0
+    for parent in list(decoder.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, KeyAwareDeformableAttention) or not isinstance(child, targets):
+                continue
+            setattr(parent, name, _kda_like(child, value_placement, use_key_proj))
+            replaced += 1
+    if replaced == 0:
+        raise ValueError(f"use_kda_cross_attention: {type(decoder).__name__} has no deformable attention to replace")
+    return decoder
+
+
+def _kda_like(attention: nn.Module, value_placement: str, use_key_proj: bool) -> KeyAwareDeformableAttention:
+    dropout = getattr(attention, "dropout", None)
+    kda = KeyAwareDeformableAttention(
+        embed_dim=attention.embed_dim,
+        num_heads=attention.num_heads,
+        num_levels=attention.num_levels,
+        num_points=attention.num_points,
+        dropout=dropout.p if isinstance(dropout, nn.Dropout) else 0.0,
+        batch_first=attention.batch_first,
+        value_placement=value_placement,
+        use_key_proj=use_key_proj,
+    )
+    parameter = next(attention.parameters(), None)
+    if parameter is not None:
+        kda.to(device=parameter.device, dtype=parameter.dtype)
+    return kda
