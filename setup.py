@@ -86,5 +86,6 @@ setup(
     extras_require={"test": ["pytest", "expecttest"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    entry_points={"console_scripts": ["lite-detr-flops=lite_detr_plugin.flops.cli:main"]},
     zip_safe=False,
 )

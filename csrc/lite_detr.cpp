@@ -3,6 +3,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "kda/kda.h"
+
 #include <string>
 
 // A Python module so that `import lite_detr_plugin._C` loads the library and
@@ -40,4 +42,5 @@ TORCH_LIBRARY(lite_detr, m) {
       "Tensor level_start_index, Tensor sampling_locations, Tensor attention_weights) "
       "-> (Tensor, Tensor, Tensor)");
   m.def("build_info() -> str", &build_info);
+  m.def("cpu_capability() -> str", &lite_detr::cpu_capability);
 }

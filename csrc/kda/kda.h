@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <string>
 #include <tuple>
 
 namespace lite_detr {
@@ -54,5 +55,46 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(
     const at::Tensor& level_start_index,
     const at::Tensor& sampling_locations,
     const at::Tensor& attention_weights);
+
+// CUDA kernels (csrc/kda/cuda/kda_kernel.cu), built when LITE_DETR_WITH_CUDA
+// is defined; same signatures and semantics as the CPU ones above.
+std::tuple<at::Tensor, at::Tensor> kda_forward_cuda(
+    const at::Tensor& query,
+    const std::optional<at::Tensor>& key,
+    const at::Tensor& value,
+    const at::Tensor& spatial_shapes,
+    const at::Tensor& level_start_index,
+    const at::Tensor& sampling_locations,
+    double scale);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kda_backward_cuda(
+    const at::Tensor& grad_output,
+    const at::Tensor& query,
+    const std::optional<at::Tensor>& key,
+    const at::Tensor& value,
+    const at::Tensor& spatial_shapes,
+    const at::Tensor& level_start_index,
+    const at::Tensor& sampling_locations,
+    const at::Tensor& output,
+    const at::Tensor& logsumexp,
+    double scale);
+
+at::Tensor msda_forward_cuda(
+    const at::Tensor& value,
+    const at::Tensor& spatial_shapes,
+    const at::Tensor& level_start_index,
+    const at::Tensor& sampling_locations,
+    const at::Tensor& attention_weights);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cuda(
+    const at::Tensor& grad_output,
+    const at::Tensor& value,
+    const at::Tensor& spatial_shapes,
+    const at::Tensor& level_start_index,
+    const at::Tensor& sampling_locations,
+    const at::Tensor& attention_weights);
+
+// The instruction set of the CPU kernel build in use: "base", "avx2" or "avx512".
+std::string cpu_capability();
 
 } // namespace lite_detr

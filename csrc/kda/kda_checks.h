@@ -119,6 +119,10 @@ inline void check_level_layout_on_host(
     TORCH_CHECK(
         starts[l] == total, "lite_detr: level_start_index[", l, "] must be ", total,
         " (the cumulative sum of H*W of the previous levels), got ", starts[l]);
+    // Compared without forming H*W, which could overflow int64.
+    TORCH_CHECK(
+        H <= num_value - total && W <= (num_value - total) / H, "lite_detr: sum of H*W over spatial_shapes ",
+        "exceeds the S=", num_value, " tokens of value (level ", l, " is ", H, "x", W, ")");
     total += H * W;
   }
   TORCH_CHECK(

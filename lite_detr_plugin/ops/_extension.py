@@ -73,7 +73,7 @@ def use_compiled(device: torch.device) -> bool:
 
 
 def build_info() -> str:
-    """'cpu' or 'cpu;cuda' for a loaded library, else why it did not load."""
+    """'cpu' or 'cpu;cuda' for a loaded library (with the CPU kernels' instruction set), else why it did not load."""
     if _LOAD_ERROR is not None:
         return f"not loaded ({_LOAD_ERROR})"
-    return torch.ops.lite_detr.build_info()
+    return f"{torch.ops.lite_detr.build_info()} (cpu kernels: {torch.ops.lite_detr.cpu_capability()})"

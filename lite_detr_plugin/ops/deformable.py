@@ -90,11 +90,24 @@ def msda(
 # ---------------------------------------------------------------- registration
 
 
+def _check_devices(op: str, value: torch.Tensor, **tensors) -> None:
+    """Fake kernels serve meta tensors too: refuse a mix of devices as the real kernels do."""
+    for name, tensor in tensors.items():
+        if tensor is not None and tensor.device != value.device:
+            raise RuntimeError(
+                f"lite_detr.{op}: {name} must be on the same device as value ({value.device}), got {tensor.device}"
+            )
+
+
 def _register() -> None:
     lib = torch.ops.lite_detr
 
     @torch.library.register_fake("lite_detr::kda_forward")
     def _kda_forward_fake(query, key, value, spatial_shapes, level_start_index, sampling_locations, scale):
+        _check_devices(
+            "kda_forward", value, query=query, key=key, spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index, sampling_locations=sampling_locations,
+        )
         B, Nq, M, _ = query.shape
         output = value.new_empty((B, Nq, M * value.shape[-1]))
         logsumexp = value.new_empty((B, Nq, M), dtype=opmath_dtype(value.dtype))
@@ -105,6 +118,11 @@ def _register() -> None:
         grad_output, query, key, value, spatial_shapes, level_start_index, sampling_locations, output,
         logsumexp, scale,
     ):
+        _check_devices(
+            "kda_backward", value, grad_output=grad_output, query=query, key=key, spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index, sampling_locations=sampling_locations, output=output,
+            logsumexp=logsumexp,
+        )
         grad_key = torch.empty_like(key) if key is not None else value.new_empty((0,))
         return (
             torch.empty_like(query),
@@ -115,6 +133,10 @@ def _register() -> None:
 
     @torch.library.register_fake("lite_detr::msda_forward")
     def _msda_forward_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+        _check_devices(
+            "msda_forward", value, spatial_shapes=spatial_shapes, level_start_index=level_start_index,
+            sampling_locations=sampling_locations, attention_weights=attention_weights,
+        )
         B, Nq, M = sampling_locations.shape[:3]
         return value.new_empty((B, Nq, M * value.shape[-1]))
 
@@ -122,6 +144,11 @@ def _register() -> None:
     def _msda_backward_fake(
         grad_output, value, spatial_shapes, level_start_index, sampling_locations, attention_weights
     ):
+        _check_devices(
+            "msda_backward", value, grad_output=grad_output, spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index, sampling_locations=sampling_locations,
+            attention_weights=attention_weights,
+        )
         return (
             torch.empty_like(value),
             torch.empty_like(sampling_locations),

@@ -1,0 +1,20 @@
+"""Lite-DINO Swin-T, H3L1-(2+1)x3, 12 epochs. Lite without KDA ("skipscale"): deformable attention with query-predicted weights everywhere.
+
+Derived from detrex's projects/dino/configs/dino-swin/dino_swin_tiny_224_4scale_12ep.py:
+only the encoder change (see ../models/lite_dino.py).
+"""
+from lite_detr_plugin.config import load_detrex_config
+
+from ..models.lite_dino import lite_dino
+
+_base = load_detrex_config("projects/dino/configs/dino-swin/dino_swin_tiny_224_4scale_12ep.py")
+lite_dino(_base, variant="H3L1-(2+1)x3", attention="msda", decoder_kda=False)
+
+model = _base.model
+dataloader = _base.dataloader
+optimizer = _base.optimizer
+lr_multiplier = _base.lr_multiplier
+train = _base.train
+
+train.output_dir = "./output/lite_dino_swin_tiny_h3l1_2x3_12ep_skipscale"
+dataloader.evaluator.output_dir = "${...train.output_dir}"  # follows train.output_dir overrides

@@ -1,0 +1,88 @@
+"""``lite-detr-flops`` / tools/analyze_flops.py: runs, and writes valid JSON and PNG."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from lite_detr_plugin import ops
+from lite_detr_plugin.flops.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REQUIRED = {
+    "model": str,
+    "variant": str,
+    "mode": str,
+    "encoder_gflops": float,
+    "standard_encoder_gflops": float,
+    "paper_encoder_gflops": float,
+    "paper_standard_encoder_gflops": float,
+}
+
+
+@pytest.fixture(autouse=True)
+def _compiled():
+    if not ops.has_kernel("cpu"):
+        pytest.fail(f"the compiled lite_detr op is not loaded ({ops.build_info()})")
+
+
+def test_report_json_and_png(tmp_path, capsys):
+    json_path, png_path = tmp_path / "rows.json", tmp_path / "chart.png"
+    assert main(["--size", "96x128", "--quiet", "--json", str(json_path), "--png", str(png_path)]) == 0
+    out = capsys.readouterr().out
+    assert "## Encoder GFLOPs at 96×128" in out
+    assert "| Lite-DINO" in out and "H3L1-(2+1)x3" in out
+    assert "Per-layer breakdown" in out
+
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    assert data["size"] == [96, 128]
+    assert data["shapes"] == [[12, 16], [6, 8], [3, 4], [2, 2]]
+    rows = data["rows"]
+    assert {r["mode"] for r in rows} == {"standard", "paper", "released"}
+    for row in rows:
+        for field, kind in REQUIRED.items():
+            assert isinstance(row[field], kind), (field, row[field])
+        assert row["encoder_gflops"] > 0
+    dino = next(r for r in rows if r["key"] == "dino")
+    assert dino["paper_encoder_gflops"] == 137.0 and dino["encoder_gflops"] == dino["standard_encoder_gflops"]
+
+    with open(png_path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    image = matplotlib.image.imread(str(png_path))
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+
+
+def test_rows_filter_and_full_mode(tmp_path, capsys):
+    json_path = tmp_path / "rows.json"
+    assert main(["--size", "64x64", "--quiet", "--mode", "full", "--rows", "deformable-h2l2-2x3",
+                 "--no-breakdown", "--json", str(json_path)]) == 0
+    rows = json.loads(json_path.read_text(encoding="utf-8"))["rows"]
+    assert [(r["key"], r["mode"]) for r in rows] == [("deformable-h2l2-2x3", "paper"),
+                                                    ("deformable-h2l2-2x3", "released")]
+    assert all(r["flop_mode"] == "full" for r in rows)
+    assert "Per-layer breakdown" not in capsys.readouterr().out
+
+
+def test_bad_arguments():
+    with pytest.raises(SystemExit):
+        main(["--size", "big"])
+    with pytest.raises(SystemExit):
+        main(["--swap-encoder", "H3L1-(2+1)x3"])  # needs --config-file
+
+
+def test_tools_script_runs():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "analyze_flops.py"), "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--config-file" in result.stdout and "--json" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("lite-detr-flops") is None, reason="the package's console script is not installed")
+def test_console_script_runs():
+    result = subprocess.run(["lite-detr-flops", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "850x1040" in result.stdout
