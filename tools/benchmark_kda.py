@@ -203,7 +203,7 @@ def main(argv=None):
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     rows = add_ratios(rows)
     print(f"torch {torch.__version__}, threads {args.threads or torch.get_num_threads()}, "
-          f"op build: {ops.build_info()}")
+          f"op build: {ops.build_info()}, cpu kernels: {ops.cpu_capability()}")
     print(table(rows))
     if args.json:
         with open(args.json, "w") as f:

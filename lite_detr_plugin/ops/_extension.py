@@ -73,7 +73,16 @@ def use_compiled(device: torch.device) -> bool:
 
 
 def build_info() -> str:
-    """'cpu' or 'cpu;cuda' for a loaded library (with the CPU kernels' instruction set), else why it did not load."""
+    """'cpu' or 'cpu;cuda' for a loaded library, else why it did not load."""
     if _LOAD_ERROR is not None:
         return f"not loaded ({_LOAD_ERROR})"
-    return f"{torch.ops.lite_detr.build_info()} (cpu kernels: {torch.ops.lite_detr.cpu_capability()})"
+    return torch.ops.lite_detr.build_info()
+
+
+def cpu_capability() -> str:
+    """The instruction set of the CPU kernels in use ('base', 'avx2', 'avx512'), or '' when not loaded.
+
+    The widest the processor supports; the environment variable LITE_DETR_CPU_ISA
+    (read once, at the first call) can ask for a narrower one.
+    """
+    return torch.ops.lite_detr.cpu_capability() if _LOAD_ERROR is None else ""
