@@ -112,6 +112,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
 
     if model is not None:
+        from .detrex_target import position_embedding_warnings
+
+        for warning in position_embedding_warnings(model):
+            print(f"WARNING: {warning}", file=sys.stderr)
         incompatible = model.load_state_dict(converted, strict=not args.allow_partial)
         report.notes.append(
             "loaded into the config's model with strict=True" if report.ok and not args.allow_partial

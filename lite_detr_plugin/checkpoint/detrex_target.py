@@ -66,3 +66,29 @@ def check_model(model: nn.Module, variant: str) -> List[str]:
            if isinstance(layer.self_attn, KeyAwareDeformableAttention)):
         problems.append("the encoder KDA has a key projection; the released one uses key = value")
     return problems
+
+
+# The released model's PositionEmbeddingSineHW: temperature 20 on both axes, normalized, no offset.
+RELEASED_POSITION_EMBEDDING = {"temperature": 20, "offset": 0.0, "normalize": True}
+
+
+def position_embedding_warnings(model: nn.Module) -> List[str]:
+    """Where the model's sine position embedding differs from the released model's.
+
+    detrex's ``dino_r50_4scale_12ep`` uses temperature 10000 and offset -0.5; its
+    ``24ep`` config (20, 0.0) matches the released Lite-DINO. The weights load
+    either way, but the released weights only reproduce their results with the
+    released embedding.
+    """
+    embedding = getattr(model, "position_embedding", None)
+    if embedding is None or not hasattr(embedding, "temperature"):
+        return []
+    found = {key: getattr(embedding, key, None) for key in RELEASED_POSITION_EMBEDDING}
+    if all(found[k] == v for k, v in RELEASED_POSITION_EMBEDDING.items()):
+        return []
+    shown = ", ".join(f"{k}={v}" for k, v in found.items())
+    return [
+        f"the config's position embedding has {shown}; the released model used temperature=20, offset=0.0, "
+        f"normalize=True (detrex's dino_r50_4scale_24ep settings). To evaluate the released weights, override "
+        f"model.position_embedding.temperature=20 model.position_embedding.offset=0.0"
+    ]

@@ -17,7 +17,7 @@ dropped too). ``class_map="none"`` keeps the class rows as they are.
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -572,4 +572,3 @@ def save_detectron2_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str
 def layout_of(state_dict: Mapping) -> "OrderedDict[str, Tuple[int, ...]]":
     """``{name: shape}`` of a state dict."""
     return OrderedDict((k, _shape(v)) for k, v in state_dict.items())
-

@@ -43,8 +43,21 @@ def swap_encoder(cfg, variant: str = "H3L1-(2+1)x3", attention: str = "kda", dec
     kwargs.update(encoder_kwargs)
     transformer.encoder = L(LiteEncoder)(**kwargs)
     if decoder_kda:
-        transformer.decoder = L(use_kda_cross_attention)(decoder=transformer.decoder)
+        decoder = transformer.decoder
+        if decoder.get("_target_") is not build_decoder_with_kda:
+            # Same node, same depth: the decoder's relative interpolations
+            # (e.g. "${..num_feature_levels}") keep resolving as before.
+            decoder.decoder_class = decoder._target_
+            decoder._target_ = build_decoder_with_kda
     return cfg
+
+
+def build_decoder_with_kda(decoder_class, **decoder_kwargs) -> nn.Module:
+    """Builds ``decoder_class(**decoder_kwargs)`` and gives it KDA cross-attention.
+
+    The LazyCall target :func:`swap_encoder` sets for ``decoder_kda=True``.
+    """
+    return use_kda_cross_attention(decoder_class(**decoder_kwargs))
 
 
 def use_kda_cross_attention(decoder: nn.Module, value_placement: str = "auto", use_key_proj: bool = False) -> nn.Module:
@@ -52,7 +65,7 @@ def use_kda_cross_attention(decoder: nn.Module, value_placement: str = "auto", u
 
     Each detrex (or lite_detr) ``MultiScaleDeformableAttention`` becomes a
     :class:`KeyAwareDeformableAttention` with the same embed_dim, heads, levels,
-    points, dropout and batch_first. Used as a LazyCall target around the decoder.
+    points, dropout and batch_first.
     """
     targets = tuple(t for t in (detrex_attention_class(), MultiScaleDeformableAttention) if t is not None)
     replaced = 0

@@ -62,7 +62,7 @@ def test_committed_target_layout_is_the_detrex_model(models, name):
 
 @pytest.mark.parametrize("name", sorted(CHECKPOINTS))
 def test_converted_model_loads_strictly_and_detects(models, name):
-    from lite_detr_plugin.checkpoint.detrex_target import check_model
+    from lite_detr_plugin.checkpoint.detrex_target import check_model, position_embedding_warnings
 
     model = models(name)
     converted, report = convert(
@@ -70,6 +70,7 @@ def test_converted_model_loads_strictly_and_detects(models, name):
     )
     assert report.ok, report.format()
     assert check_model(model, report.variant) == []
+    assert position_embedding_warnings(model) == []  # the 24ep config's embedding is the released one
     incompatible = model.load_state_dict(converted, strict=True)
     assert not incompatible.missing_keys and not incompatible.unexpected_keys
 
@@ -104,7 +105,9 @@ def test_cli_with_config_file(tmp_path, capsys):
     torch.save({"model": official_state_dict(load_layout("official", "r50_s3ex3"))}, released)
     output = tmp_path / "converted.pth"
     assert main(["--input", str(released), "--output", str(output), "--config-file", str(config)]) == 0
-    assert "loaded into the config's model with strict=True" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "loaded into the config's model with strict=True" in captured.out
+    assert "WARNING" not in captured.err
     assert layout_of(torch.load(output, weights_only=False)["model"]) == load_layout("target", "r50_s3ex3")
 
     # the same checkpoint against a config of another H is refused
