@@ -103,7 +103,9 @@ class LiteEncoder(nn.Module):
         low_ffn_ratio: λ; the light FFN has ``feedforward_dim // λ`` hidden units.
         low_query_mode: ``"released"`` or ``"paper"`` (see the module docstring).
         value_placement: ``"tokens"``, ``"samples"`` or ``"auto"``: where the value
-            projection is applied (same result; "auto" takes the cheaper).
+            projection is applied (same result; "auto" takes the cheaper); or
+            ``"output"``, the released code's ``value_proj_after``: the projection
+            after aggregation, a different and cheaper model (the paper's GFLOPs).
         num_points: P, sampling points per head and level.
         use_key_proj: KDA with a separate key projection (default: key ≡ value).
 

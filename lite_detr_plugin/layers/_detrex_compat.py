@@ -51,9 +51,15 @@ class DetrexReinitCompatible:
         return object.__new__(cls)
 
     def __reduce_ex__(self, protocol):
-        # Pickle (and deepcopy) through the plain class; __new__ re-derives the base.
-        reduced = list(object.__reduce_ex__(self, protocol))
+        # Pickle (and deepcopy) through the plain class, which is importable by
+        # name; unpickling re-derives detrex's base if detrex is loaded then.
+        reduced = object.__reduce_ex__(self, protocol)
         plain = type(self)._plain_class
-        if plain is not None and reduced[1] and reduced[1][0] is type(self):
-            reduced[1] = (plain,) + tuple(reduced[1][1:])
-        return tuple(reduced)
+        if plain is None:
+            return reduced
+        return (_new_instance, (plain,)) + tuple(reduced[2:])
+
+
+def _new_instance(cls):
+    """An empty instance of ``cls``, for unpickling; its state is set afterwards."""
+    return cls.__new__(cls)

@@ -18,6 +18,13 @@ weighted sum. For KDA the key side folds into the query:
 ``q_m · (W_m s + b_m w_in) = ([W_m | b_m]ᵀ q_m) · [s, w_in]``. Both placements give
 the same result up to float rounding. "tokens" costs ``S·C²`` per layer, "samples"
 costs in proportion to the queries; "auto" picks the cheaper for each call.
+
+"output" is different: it is the released code's ``value_proj_after`` switch
+(which crashes there). Each head aggregates its own D channels of the raw input
+and ``value_proj`` is applied to the aggregated output. It is *not* the same
+function as "tokens" (the projection no longer mixes channels across heads
+before sampling); it is the cheapest layout, and the one the paper's encoder
+GFLOPs count. Models must be trained with it; "auto" never picks it.
 """
 import math
 from typing import Optional
@@ -29,7 +36,7 @@ from torch import nn
 from .. import ops
 from ._detrex_compat import DetrexReinitCompatible
 
-VALUE_PLACEMENTS = ("tokens", "samples", "auto")
+VALUE_PLACEMENTS = ("tokens", "samples", "auto", "output")
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -179,6 +186,12 @@ class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
         """Cost per call that "samples" adds beyond the post-projection (e.g. folding the query)."""
         return 0
 
+    def placement(self, num_query: int, num_value: int) -> str:
+        """Where this call applies the value projection: "tokens", "samples" or "output"."""
+        if self.value_placement != "auto":
+            return self.value_placement
+        return "samples" if self.uses_samples_placement(num_query, num_value) else "tokens"
+
     def uses_samples_placement(self, num_query: int, num_value: int) -> bool:
         """Whether this call projects values after sampling (see the module docstring)."""
         if self.value_placement != "auto":
@@ -206,9 +219,9 @@ class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
             augmented = augmented.masked_fill(key_padding_mask[..., None], 0.0)
         return augmented.unsqueeze(2).contiguous()
 
-    def _project_tokens(self, linear: nn.Linear, value, key_padding_mask):
-        """``linear(x)`` with padded tokens zeroed, split into heads: ``[bs, S, M, D]``."""
-        projected = linear(value)
+    def _project_tokens(self, linear: Optional[nn.Linear], value, key_padding_mask):
+        """``linear(x)`` (``x`` itself for None) with padded tokens zeroed, split into heads: ``[bs, S, M, D]``."""
+        projected = value if linear is None else linear(value)
         if key_padding_mask is not None:
             projected = projected.masked_fill(key_padding_mask[..., None], 0.0)
         bs, num_value, _ = value.shape
@@ -266,11 +279,17 @@ class MultiScaleDeformableAttention(_DeformableAttentionBase):
         bs, num_query, _ = query.shape
         M, L, P = self.num_heads, self.num_levels, self.num_points
         weights = self.attention_weights(query).view(bs, num_query, M, L * P)
-        weights = F.softmax(weights, -1, dtype=torch.float32).view(bs, num_query, M, L, P)
-        if self.uses_samples_placement(num_query, value.shape[1]):
+        # float32 at least: half-precision weights would round every sample's share.
+        weights = F.softmax(weights, -1, dtype=torch.promote_types(weights.dtype, torch.float32))
+        weights = weights.view(bs, num_query, M, L, P)
+        placement = self.placement(num_query, value.shape[1])
+        if placement == "samples":
             augmented = self._augmented_input(value, key_padding_mask).to(self._compute_dtype(query))
             sampled = ops.msda(augmented, spatial_shapes, level_start_index, locations, weights)
             return self._project_samples(sampled)
+        if placement == "output":
+            raw = self._project_tokens(None, value, key_padding_mask).to(self._compute_dtype(query)).contiguous()
+            return self.value_proj(ops.msda(raw, spatial_shapes, level_start_index, locations, weights))
         values = self._project_tokens(self.value_proj, value, key_padding_mask).contiguous()
         return ops.msda(values, spatial_shapes, level_start_index, locations, weights)
 
@@ -328,7 +347,8 @@ class KeyAwareDeformableAttention(_DeformableAttentionBase):
         bs, num_query, _ = query.shape
         M, D = self.num_heads, self.head_dim
         queries = self.query_proj(query).view(bs, num_query, M, D)
-        if self.uses_samples_placement(num_query, value.shape[1]):
+        placement = self.placement(num_query, value.shape[1])
+        if placement == "samples":
             key_linear = self.key_proj if self.key_proj is not None else self.value_proj
             folded = torch.einsum(
                 "bqmd,mdc->bqmc", queries, self._head_weights(key_linear).to(queries.dtype)
@@ -338,11 +358,13 @@ class KeyAwareDeformableAttention(_DeformableAttentionBase):
                 folded, None, augmented, spatial_shapes, level_start_index, locations, scale=D**-0.5
             )
             return self._project_samples(sampled)
-        values = self._project_tokens(self.value_proj, value, key_padding_mask)
+        # "output" samples the raw input (value_proj comes after); "tokens" its projection.
+        values = self._project_tokens(None if placement == "output" else self.value_proj, value, key_padding_mask)
         keys = None
         if self.key_proj is not None:
             keys = self._project_tokens(self.key_proj, value, key_padding_mask).to(queries.dtype).contiguous()
-        return ops.kda(
+        output = ops.kda(
             queries.contiguous(), keys, values.to(queries.dtype).contiguous(), spatial_shapes,
             level_start_index, locations, scale=D**-0.5,
         )
+        return self.value_proj(output) if placement == "output" else output

@@ -95,9 +95,6 @@ def test_standard_matches_detrex_encoder_loop(num_levels, attention, placement):
     assert_matches(out, expected, TOL[attention])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "package bug: MultiScaleDeformableAttention._attend computes softmax(attention_weights) with "
-    "dtype=torch.float32 whatever the input dtype, so float64 models are only float32-accurate (~1e-7)"))
 def test_msda_float64_precision():
     encoder = make_encoder("H3L1-(2+1)x3", low_query_mode="paper", attention="msda")
     inputs = make_inputs(4)

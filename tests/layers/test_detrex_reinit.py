@@ -36,11 +36,6 @@ def no_detrex(monkeypatch):
     hide_detrex(monkeypatch)
 
 
-PICKLE_BUG = (
-    "package bug: with detrex imported, pickling our attentions fails for protocol >= 2 (so torch.save "
-    "of a model too): DetrexReinitCompatible.__reduce_ex__ returns copyreg.__newobj__ with the plain "
-    "class as args[0], which pickle rejects ('args[0] from __newobj__ args has the wrong class')"
-)
 
 
 def assert_attention_init(attn):
@@ -130,7 +125,6 @@ def test_deepcopy_with_detrex_base(fake_msda):
         torch.testing.assert_close(clone(**inputs), encoder(**inputs), atol=0, rtol=0)
 
 
-@pytest.mark.xfail(strict=True, reason=PICKLE_BUG)
 @pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
 def test_pickle_with_detrex_base(fake_msda, protocol):
     encoder = LiteEncoder(**SMALL, variant="H3L1-(2+1)x3").double().eval()
@@ -142,7 +136,6 @@ def test_pickle_with_detrex_base(fake_msda, protocol):
         torch.testing.assert_close(restored(**inputs), encoder(**inputs), atol=0, rtol=0)
 
 
-@pytest.mark.xfail(strict=True, reason=PICKLE_BUG)
 def test_pickle_made_with_detrex_loads_without_it(fake_msda, monkeypatch):
     data = pickle.dumps(KeyAwareDeformableAttention(embed_dim=32, num_heads=4))
     monkeypatch.delitem(sys.modules, "detrex")
