@@ -7,7 +7,9 @@
 * :func:`check_deformable_ops_counted` fails when one is left in ``unsupported_ops()``.
 * :func:`count_encoder` counts an encoder on detrex-shaped inputs;
   :func:`model_gflops` splits a whole detector into backbone / neck / encoder / decoder.
-* :func:`build_report` reproduces the paper's encoder GFLOPs (``lite-detr-flops``).
+* :func:`build_report` reproduces the paper's encoder GFLOPs (``lite-detr-flops``) in three
+  modes (:data:`REPORT_MODES`): "paper" (eq. (2), ``value_placement="output"``),
+  "paper_exact" (eq. (2), "auto") and "released" (the released layout, "tokens").
 
 Importing this package needs neither detectron2 nor detrex.
 """
@@ -25,7 +27,7 @@ from .handles import (
 )
 from .model import flop_count_analysis, model_gflops
 from .paper import PAPER_ENCODER_GFLOPS, paper_row
-from .report import build_report, format_report, write_json, write_png
+from .report import REPORT_MODES, build_report, format_report, write_json, write_png
 
 __all__ = [
     "register_handles",
@@ -48,6 +50,7 @@ __all__ = [
     "model_gflops",
     "PAPER_ENCODER_GFLOPS",
     "paper_row",
+    "REPORT_MODES",
     "build_report",
     "format_report",
     "write_json",

@@ -2,7 +2,9 @@
 
 Without ``--config-file`` (no detectron2/detrex needed) it builds the standard
 DINO-size encoder and every Lite variant of the paper's Tables 4-6, counts them
-with fvcore at one input size and prints the comparison with the paper.
+with fvcore at one input size in three modes ("paper": eq. (2) with
+value_placement="output"; "paper_exact": eq. (2) with "auto"; "released":
+the released code's layout with "tokens") and prints the comparison with the paper.
 
 With ``--config-file`` (needs detectron2 and detrex) it counts a whole detector,
 split into backbone / neck / encoder / decoder / other, at a fixed size or
@@ -11,10 +13,20 @@ averaged over the first images of a registered dataset.
 import argparse
 import json
 import sys
+import warnings
+from collections import Counter
 from typing import List, Optional
 
 from .encoder import parse_size
 from .handles import MODES
+from .report import REPORT_MODES
+
+
+def _size(text: str):
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,15 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  lite-detr-flops                                   # the paper's table at 850x1040\n"
             "  lite-detr-flops --size 800x1333 --json rows.json --png chart.png\n"
-            "  lite-detr-flops --config-file $DETREX/projects/dino/configs/dino-resnet/dino_r50_4scale_12ep.py\n"
+            "  lite-detr-flops --modes paper                     # only the paper's accounting (faster)\n"
+            "  lite-detr-flops --config-file projects/dino/configs/dino-resnet/dino_r50_4scale_12ep.py\n"
+            "  lite-detr-flops --config-file \\\n"
+            "      projects/lite_dino/configs/lite_dino_r50/lite_dino_r50_h3l1_2x3_12ep.py \\\n"
+            "      model.transformer.encoder.low_query_mode=paper\n"
             "  lite-detr-flops --config-file CFG --swap-encoder 'H3L1-(2+1)x3' --dataset coco_2017_val -n 100\n"
         ),
     )
-    parser.add_argument("--size", default="850x1040",
+    parser.add_argument("--size", type=_size, default="850x1040",
                         help="input height x width (default 850x1040, the size Sparse/Lite DETR count COCO at)")
     parser.add_argument("--mode", choices=MODES, default="paper",
-                        help="paper: fvcore's conventions (sampling as grid_sample, element-wise free); "
-                             "full: also q·k, softmax and weighted sum")
+                        help="FLOP counting conventions. paper: fvcore's (sampling as grid_sample, element-wise "
+                             "free); full: also q·k, softmax and weighted sum")
+    parser.add_argument("--modes", nargs="+", choices=tuple(REPORT_MODES), default=list(REPORT_MODES),
+                        metavar="MODE",
+                        help="the report's encoder modes, among paper (eq. (2), value_placement=output), "
+                             "paper_exact (eq. (2), auto), released (released layout, tokens); default all three "
+                             "(the per-layer breakdown needs all three)")
     parser.add_argument("--json", metavar="PATH", help="write the rows as JSON")
     parser.add_argument("--png", metavar="PATH", help="write a chart of GFLOPs per variant (paper's values marked)")
     parser.add_argument("--rows", nargs="+", metavar="KEY",
@@ -45,14 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "repeating layer/block and multiplies; several times slower)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     group = parser.add_argument_group("whole model (needs detectron2 and detrex)")
-    group.add_argument("--config-file", metavar="FILE", help="a detrex or Lite LazyConfig")
+    group.add_argument("--config-file", metavar="FILE",
+                       help="a detrex or Lite LazyConfig: a path, or relative to detrex's root or this repository "
+                            "(projects/dino/configs/..., projects/lite_dino/configs/...)")
     group.add_argument("--swap-encoder", metavar="VARIANT",
                        help="replace the config's encoder with LiteEncoder(variant=VARIANT) first")
     group.add_argument("--attention", choices=("kda", "msda"), default="kda", help="with --swap-encoder")
     group.add_argument("--low-query-mode", choices=("paper", "released"), default=None,
                        help="with --swap-encoder (default: LiteEncoder's)")
-    group.add_argument("--value-placement", choices=("tokens", "samples", "auto"), default=None,
-                       help="with --swap-encoder (default: LiteEncoder's)")
+    group.add_argument("--value-placement", choices=("tokens", "samples", "auto", "output"), default=None,
+                       help="with --swap-encoder (default: LiteEncoder's); output is the released code's "
+                            "value_proj_after, a different model (the paper's GFLOPs)")
     group.add_argument("--dataset", metavar="NAME",
                        help="average over images of this registered detectron2 dataset (the config's test mapper)")
     group.add_argument("-n", "--num-images", type=int, default=100, help="with --dataset (default 100)")
@@ -74,11 +98,11 @@ def _progress(quiet: bool):
 def run_encoder_report(args) -> int:
     from .report import build_report, format_report, write_json, write_png
 
-    size = parse_size(args.size)
+    size = args.size
     if not args.quiet:
         print(f"lite-detr-flops: tracing encoders at {size[0]}x{size[1]} with fvcore ...", file=sys.stderr)
     report = build_report(size, mode=args.mode, keys=args.rows, breakdown=not args.no_breakdown,
-                          progress=_progress(args.quiet), exact=args.exact)
+                          progress=_progress(args.quiet), exact=args.exact, modes=args.modes)
     print(format_report(report))
     if args.json:
         write_json(report, args.json)
@@ -107,14 +131,19 @@ def run_model_report(args) -> int:
         if args.value_placement:
             swap["value_placement"] = args.value_placement
     opts = [o for o in (args.opts or []) if o != "--"]
-    cfg, model = load_detrex_model(args.config_file, opts, swap_encoder=swap, device=args.device)
+    with warnings.catch_warnings():
+        for category in (FutureWarning, DeprecationWarning):  # detrex's and timm's import-time notices
+            warnings.simplefilter("ignore", category)
+        cfg, model = load_detrex_model(args.config_file, opts, swap_encoder=swap, device=args.device)
     if args.dataset:
         result = averaged_gflops(model, dataset_inputs(cfg, args.dataset, args.num_images), mode=args.mode,
                                  progress=not args.quiet, total=args.num_images)
-        where = f"mean ± std over {result['num_images']} images of {args.dataset}"
+        sizes = Counter(f"{h}x{w}" for h, w in result["image_sizes"])
+        listed = ", ".join(f"{size} ({n})" for size, n in sizes.most_common(5)) + (", ..." if len(sizes) > 5 else "")
+        where = f"mean ± std over {result['num_images']} images of {args.dataset} (input sizes: {listed})"
         cells = lambda k: f"{result[k]:.1f} ± {result[k + '_std']:.1f}"  # noqa: E731
     else:
-        height, width = parse_size(args.size)
+        height, width = args.size
         inputs = fixed_size_inputs(height, width)
         for item in inputs:
             item["image"] = item["image"].to(args.device)

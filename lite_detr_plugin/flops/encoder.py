@@ -10,9 +10,10 @@ projection was applied, and what its value side cost.
 
 The value side of a call is everything whose cost depends on where the value
 projection is applied: the projection itself (``value_proj`` over the S value
-tokens, or after sampling), the sampling, and for KDA the fold of the query into
-the input space. Everything else (offsets, attention weights or query
-projection, output projection, FFN, LayerNorm) is the same in every placement.
+tokens, after sampling, or on the aggregated output), a separate ``key_proj``,
+the sampling, and for KDA's "samples" placement the fold of the query into the
+input space. Everything else (offsets, attention weights or query projection,
+output projection, FFN, LayerNorm) is the same in every placement.
 """
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from .handles import (
     FUNCTION_OP_NAMES,
     KDA_OP_NAMES,
     MSDA_OP_NAMES,
-    SAMPLING_FLOPS,
     check_deformable_ops_counted,
     register_handles,
 )
@@ -139,14 +139,17 @@ class AttentionCall:
     Attributes:
         module: its name in the counted model (e.g. ``encoder.layers.2.self_attn``).
         num_query, num_value: Nq and S.
-        placement: ``"tokens"`` (value_proj over the S tokens, then sampling of D
-            channels per head) or ``"samples"`` (sampling of the raw C + 1 input
-            channels, then each head's projection); None for modules we do not know.
+        placement: where this call applied the value projection:
+            ``"tokens"`` (value_proj over the S tokens, then sampling of D
+            channels per head), ``"samples"`` (sampling of the raw C + 1 input
+            channels, then each head's exact projection; KDA also folds its
+            query) or ``"output"`` (each head samples its own D raw channels,
+            value_proj on the aggregated output: the released code's
+            ``value_proj_after``, a different model).
         value_side: FLOPs of the value side as counted (see the module docstring).
-        value_side_dchannel: the value side if projection after sampling cost
-            ``Nq·C²`` and sampling were counted at D = C/M channels per head
-            (the convention behind the paper-reproducing figures of the modified
-            released code); a what-if, not what any code here runs.
+        sampling: the sampling part of it (the rest is projections:
+            ``value_proj`` / ``key_proj``, and the "samples" placement's per-head
+            projection and query fold).
     """
 
     module: str
@@ -160,7 +163,7 @@ class AttentionCall:
     attention: str
     separate_key: bool
     value_side: int = 0
-    value_side_dchannel: int = 0
+    sampling: int = 0
 
 
 @dataclass
@@ -186,11 +189,6 @@ class EncoderFlops:
     def value_side(self) -> int:
         return sum(call.value_side for call in self.attention_calls)
 
-    @property
-    def total_dchannel(self) -> int:
-        """The total under the D-channel what-if (see :class:`AttentionCall`)."""
-        return self.total - self.value_side + sum(call.value_side_dchannel for call in self.attention_calls)
-
     def module_total(self, name: str) -> int:
         return int(self.by_module.get(name, 0))
 
@@ -199,17 +197,17 @@ class EncoderFlops:
         return layer_terms(self, layer)
 
 
+def _placement(module: nn.Module, num_query: int, num_value: int) -> str:
+    """Where ``module`` applies its value projection for this call ("tokens", "samples" or "output")."""
+    if hasattr(module, "placement"):
+        return module.placement(num_query, num_value)
+    return "samples" if module.uses_samples_placement(num_query, num_value) else "tokens"
+
+
 def _attention_modules(model: nn.Module):
     from ..layers.deformable_attention import _DeformableAttentionBase
 
     return [(name, m) for name, m in model.named_modules() if isinstance(m, _DeformableAttentionBase)]
-
-
-def _dchannel_value_side(call: AttentionCall) -> int:
-    head_dim = call.embed_dim // call.num_heads
-    sampled = SAMPLING_FLOPS * call.num_query * call.num_heads * call.num_levels * call.num_points * head_dim
-    per_tensor = call.num_query * call.embed_dim * call.embed_dim + sampled
-    return per_tensor * (2 if call.separate_key else 1)
 
 
 def count_encoder(
@@ -261,7 +259,7 @@ def count_encoder(
                 value = args[2] if len(args) > 2 and args[2] is not None else query
             q_rows = query.shape[1] if mod.batch_first else query.shape[0]
             v_rows = value.shape[1] if mod.batch_first else value.shape[0]
-            placement = "samples" if mod.uses_samples_placement(int(q_rows), int(v_rows)) else "tokens"
+            placement = _placement(mod, int(q_rows), int(v_rows))
             calls.append(
                 AttentionCall(
                     module=name,
@@ -296,7 +294,7 @@ def count_encoder(
     by_module = {name: int(sum(c.values())) for name, c in by_mod_op.items()}
     for call in calls:
         call.value_side = _counted_value_side(by_mod_op, call.module)
-        call.value_side_dchannel = _dchannel_value_side(call)
+        call.sampling = _sum(by_mod_op.get(call.module), SAMPLING_KEYS)
     layer_names = sorted(
         {call.module.rsplit(".", 1)[0] for call in calls},
         key=lambda n: [int(p) if p.isdigit() else p for p in n.split(".")],
@@ -353,8 +351,10 @@ LAYER_TERMS = (
 def layer_terms(flops: EncoderFlops, layer: str) -> Dict[str, int]:
     """Split one layer's count into :data:`LAYER_TERMS` (they sum to the layer's total).
 
-    ``sampling`` is the deformable op's sampling; ``einsum`` the samples
-    placement's per-head projection after sampling and KDA's query fold;
+    ``value_proj`` is the value projection wherever it is applied (over the
+    tokens, or on the aggregated output for "output"); ``sampling`` the
+    deformable op's sampling; ``einsum`` the "samples" placement's exact
+    per-head projection after sampling and KDA's query fold;
     ``attention_math`` the "full" mode's q·k, softmax and weighted sum.
     """
     c = flops.by_module_and_operator

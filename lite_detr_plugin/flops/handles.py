@@ -19,7 +19,9 @@ Modes:
 * ``"full"``: also counts, per query head and sample, the ``q·k`` dot product
   (Dk multiply-adds, KDA), the softmax (:data:`SOFTMAX_FLOPS` per logit, also for
   ``aten::softmax``) and the weighted sum (Dv multiply-adds). The extra terms are
-  reported under their own names, e.g. ``kda_forward:qk``.
+  reported under their own names, e.g. ``kda_forward:qk``. It also counts
+  ``aten::baddbmm`` (the masked q·kᵀ of ``nn.MultiheadAttention``), which fvcore
+  has no handle for.
 
 Both modes also replace fvcore's ``aten::einsum`` handle, which rounds to 4
 significant digits, by an exact count of the same quantity (see
@@ -54,10 +56,11 @@ FUNCTION_OP_NAMES = (
 GRID_SAMPLE_OP_NAMES = ("aten::grid_sampler",)
 DEFORMABLE_OP_NAMES = KDA_OP_NAMES + MSDA_OP_NAMES + FUNCTION_OP_NAMES + GRID_SAMPLE_OP_NAMES
 
-#: Element-wise and bookkeeping ops that fvcore's conventions make free and that
-#: plain ``fvcore.nn.FlopCountAnalysis`` would otherwise warn about (it already
-#: ignores reshapes, ``cat``, ``relu``, ``masked_fill``, ``to`` and the like).
-#: detectron2's FlopCountAnalysis ignores the same arithmetic ones.
+#: Element-wise, reduction and bookkeeping ops that fvcore's conventions make free
+#: and that plain ``fvcore.nn.FlopCountAnalysis`` would otherwise warn about (it
+#: already ignores reshapes, ``cat``, ``relu``, ``masked_fill``, ``to`` and the
+#: like). detectron2's FlopCountAnalysis ignores the arithmetic ones too; the
+#: rest (sin/cos of position embeddings, sums, comparisons) it leaves uncounted.
 ELEMENTWISE_OPS = (
     "aten::add",
     "aten::add_",
@@ -79,6 +82,36 @@ ELEMENTWISE_OPS = (
     "aten::ones_like",
     "aten::resolve_conj",
     "aten::resolve_neg",
+    "aten::meshgrid",
+    "aten::linspace",
+    "aten::repeat_interleave",
+    "aten::sort",
+    "aten::argsort",
+    "aten::argmax",
+    "aten::topk",
+    # position embeddings, masks and box post-processing
+    "aten::sin",
+    "aten::cos",
+    "aten::log",
+    "aten::pow",
+    "aten::abs",
+    "aten::cumsum",
+    "aten::sum",
+    "aten::mean",
+    "aten::prod",
+    "aten::repeat",
+    "aten::pad",
+    "aten::all",
+    "aten::any",
+    "aten::lt",
+    "aten::le",
+    "aten::ne",
+    "aten::where",
+    "aten::clamp_min",
+    "aten::clamp_max",
+    "aten::masked_fill_",
+    "aten::fill_",
+    "aten::zero_",
 )
 
 
@@ -207,6 +240,18 @@ def einsum_handle(inputs: List[Any], outputs: List[Any]) -> int:
     return einsum_flop_jit(inputs, outputs)
 
 
+def baddbmm_handle(inputs: List[Any], outputs: List[Any]) -> int:
+    """``aten::baddbmm(input, batch1 [b, n, m], batch2 [b, m, p])`` in the "full" mode: b·n·m·p.
+
+    ``nn.MultiheadAttention`` computes q·kᵀ with it when given a mask (e.g. H-DETR's
+    decoder self-attention); fvcore has no handle, so the "paper" mode leaves it
+    uncounted (and listed), as the published counts did.
+    """
+    b, n, m = _shape(inputs[1])
+    p = _shape(inputs[2])[-1]
+    return int(b) * int(n) * int(m) * int(p)
+
+
 def softmax_handle(inputs: List[Any], outputs: List[Any]) -> int:
     """``aten::softmax`` in the "full" mode: :data:`SOFTMAX_FLOPS` per element."""
     return SOFTMAX_FLOPS * _prod(_shape(inputs[0]))
@@ -227,6 +272,7 @@ def handles(mode: str = "paper") -> dict:
     out["aten::einsum"] = einsum_handle
     if mode == "full":
         out["aten::softmax"] = softmax_handle
+        out["aten::baddbmm"] = baddbmm_handle
     return out
 
 

@@ -132,6 +132,27 @@ def model_gflops(
 # ------------------------------------------------------------------ detrex models (need detectron2 + detrex)
 
 
+def resolve_config_file(config_file: str) -> str:
+    """``config_file`` as given when it exists, else relative to detrex's root or this repository's
+    (``projects/dino/configs/...``, ``projects/lite_dino/configs/...``). Puts detrex's ``projects``
+    on ``sys.path`` (its configs import ``projects.<name>.modeling``)."""
+    import os
+
+    from ..config.detrex import DetrexNotFoundError, plugin_root, setup_projects_path
+
+    try:
+        roots = [setup_projects_path()]
+    except DetrexNotFoundError:
+        roots = []
+    if os.path.isfile(config_file):
+        return config_file
+    roots.append(plugin_root())
+    for root in roots:
+        if root and os.path.isfile(os.path.join(root, config_file)):
+            return os.path.join(root, config_file)
+    raise FileNotFoundError(f"config file {config_file!r} not found (also looked under {[r for r in roots if r]})")
+
+
 def load_detrex_model(
     config_file: str,
     opts: Sequence[str] = (),
@@ -154,6 +175,7 @@ def load_detrex_model(
     """
     from detectron2.config import LazyConfig, instantiate
 
+    config_file = resolve_config_file(config_file)
     cfg = LazyConfig.load(config_file)
     cfg = LazyConfig.apply_overrides(cfg, list(opts))
     if swap_encoder:
@@ -182,6 +204,10 @@ def dataset_inputs(cfg, dataset: str, num_images: int) -> Iterator[List[Dict[str
     from detectron2.config import instantiate
     from detectron2.data import DatasetCatalog
 
+    if dataset not in DatasetCatalog.list() and dataset.startswith("synthetic_shapes_"):
+        from ..data import register_synthetic_dataset
+
+        register_synthetic_dataset()  # this plugin's synthetic set, generated on first use
     if dataset not in DatasetCatalog.list():
         raise KeyError(
             f"dataset {dataset!r} is not registered with detectron2; registered: "
@@ -223,6 +249,7 @@ def averaged_gflops(model: nn.Module, batches: Iterable[List[Dict[str, Any]]], m
         out[f"{key}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
     out["num_images"] = len(results)
     out["image_sizes"] = sizes
+    out["per_image"] = [{key: r[key] for key in keys} for r in results]
     unsupported = Counter()
     for r in results:
         unsupported.update(r["unsupported_ops"])

@@ -10,7 +10,9 @@ Per layer, fvcore counts (one multiply-add = 1):
   query_proj Nq·C² (KDA), output_proj Nq·C², FFN 2·Nq·C·F, LayerNorm 5·rows·C;
   "tokens": value_proj S·C² (+ key_proj S·C²), sampling 4·Nq·M·L·P·D per sampled tensor;
   "samples": sampling 4·Nq·M·L·P·(C+1), projection after sampling Nq·M·D·(C+1)
-  (+ KDA's query fold Nq·M·D·(C+1)).
+  (+ KDA's query fold Nq·M·D·(C+1));
+  "output" (value_proj after aggregation): value_proj Nq·C² on the aggregated
+  output (+ key_proj S·C² over the tokens), sampling 4·Nq·M·L·P·D per sampled tensor.
 "full" adds q·k Nq·M·L·P·Dk, softmax 3·Nq·M·L·P and weighted sum Nq·M·L·P·Dv.
 """
 import pytest
@@ -50,13 +52,15 @@ def value_side(nq, attention, placement, key=False):
     """Value projection + sampling (+ fold), by hand."""
     if placement == "tokens":
         return N * C * C + (N * C * C if key else 0) + 4 * nq * MLP * D * (2 if key else 1)
+    if placement == "output":  # value_proj on the nq aggregated outputs; a separate key is projected over the tokens
+        return nq * C * C + (N * C * C if key else 0) + 4 * nq * MLP * D * (2 if key else 1)
     fold = nq * M * D * (C + 1) if attention == "kda" else 0
     return 4 * nq * MLP * (C + 1) + nq * M * D * (C + 1) + fold
 
 
 def attention_math(nq, attention, placement, key=False):
     """The "full" mode's extra terms."""
-    dk = dv = D if placement == "tokens" else C + 1
+    dk = dv = C + 1 if placement == "samples" else D
     if attention == "kda":
         return nq * MLP * dk + 3 * nq * MLP + nq * MLP * dv
     return 3 * nq * MLP + nq * MLP * dv  # aten::softmax of the predicted weights + weighted sum
@@ -78,7 +82,7 @@ def layer(nq, attention, placement, ffn_rows=None, light_rows=0, mode="paper", k
 
 @pytest.mark.parametrize("count_mode", ["paper", "full"])
 @pytest.mark.parametrize("attention", ["msda", "kda"])
-@pytest.mark.parametrize("placement", ["tokens", "samples"])
+@pytest.mark.parametrize("placement", ["tokens", "samples", "output"])
 def test_standard_encoder(count_mode, attention, placement):
     flops = count_encoder(encoder(attention=attention, placement=placement), SHAPES, mode=count_mode)
     per_layer = layer(N, attention, placement, mode=count_mode)
@@ -89,7 +93,7 @@ def test_standard_encoder(count_mode, attention, placement):
 
 @pytest.mark.parametrize("count_mode", ["paper", "full"])
 @pytest.mark.parametrize("attention", ["msda", "kda"])
-@pytest.mark.parametrize("placement", ["tokens", "samples"])
+@pytest.mark.parametrize("placement", ["tokens", "samples", "output"])
 def test_lite_paper_mode(count_mode, attention, placement):
     flops = count_encoder(encoder("H1L1-(1+1)x1", attention, placement, "paper"), SHAPES, mode=count_mode)
     high = layer(HIGH, attention, placement, mode=count_mode)
@@ -109,11 +113,14 @@ def test_lite_released_mode(count_mode, attention):
 
 
 @pytest.mark.parametrize("count_mode", ["paper", "full"])
-@pytest.mark.parametrize("placement", ["tokens", "samples"])
+@pytest.mark.parametrize("placement", ["tokens", "samples", "output"])
 def test_kda_with_separate_key(count_mode, placement):
     flops = count_encoder(encoder(attention="kda", placement=placement, key=True, layers=1), SHAPES,
                           mode=count_mode)
-    if placement == "tokens":
+    if placement == "output":
+        # key_proj over the tokens, value_proj on the aggregated output, key and value sampled (D channels each)
+        expected = layer(N, "kda", "output", mode=count_mode, key=True)
+    elif placement == "tokens":
         # key_proj over the tokens, and the key sampled beside the value (D channels each)
         expected = layer(N, "kda", "tokens", mode=count_mode, key=True)
         if count_mode == "full":
@@ -137,13 +144,21 @@ def test_auto_picks_the_cheaper_value_side(attention):
         assert sides["auto"] == min(sides["tokens"], sides["samples"])
 
 
-def test_dchannel_what_if():
-    """Nq·C² + 4·Nq·M·L·P·D per layer in place of the counted value side."""
-    flops = count_encoder(encoder("H1L1-(1+1)x1", "kda", "samples", "paper"), SHAPES)
-    counted = sum(value_side(nq, "kda", "samples") for nq in (HIGH, LOW))
-    what_if = sum(nq * C * C + 4 * nq * MLP * D for nq in (HIGH, LOW))
-    assert flops.value_side == counted
-    assert flops.total_dchannel == flops.total - counted + what_if
+@pytest.mark.parametrize("attention", ["msda", "kda"])
+def test_output_placement_value_side(attention):
+    """value_placement="output", the paper mode's placement: Nq·C² + 4·Nq·M·L·P·D per layer, by hand."""
+    flops = count_encoder(encoder("H1L1-(1+1)x1", attention, "output", "paper"), SHAPES)
+    assert [c.placement for c in flops.attention_calls] == ["output", "output"]
+    for call, nq in zip(flops.attention_calls, (HIGH, LOW)):
+        assert call.num_query == nq and call.num_value == N
+        assert call.sampling == 4 * nq * MLP * D  # each head samples its own D raw channels
+        assert call.value_side == nq * C * C + 4 * nq * MLP * D  # + value_proj on the aggregated output
+    for name, nq in zip(flops.layers, (HIGH, LOW)):
+        terms = flops.layer_terms(name)
+        assert terms["value_proj"] == nq * C * C
+        assert terms["sampling"] == 4 * nq * MLP * D
+        assert terms["einsum"] == terms["key_proj"] == terms["other"] == 0
+    assert flops.value_side == sum(nq * C * C + 4 * nq * MLP * D for nq in (HIGH, LOW))
 
 
 def test_layer_terms_sum_to_layer_totals():

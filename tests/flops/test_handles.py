@@ -119,8 +119,8 @@ def _function_named(name):
     def backward(ctx, grad):
         return None, None, None, None, None, None
 
-    return type(name, (torch.autograd.Function,), {"forward": staticmethod(forward),
-                                                  "backward": staticmethod(backward)})
+    methods = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+    return type(name, (torch.autograd.Function,), methods)
 
 
 class DetrexStyleMSDA(nn.Module):
@@ -203,3 +203,16 @@ def test_einsum_counted_exactly():
     a, b = torch.randn(1, 24, 2, 17), torch.randn(2, 8, 17)
     _, total = count(Einsum(), (a, b), "paper")
     assert total == 1 * 24 * 2 * 17 * 8
+
+
+class MaskedScores(nn.Module):
+    def forward(self, mask, q, k):
+        return torch.baddbmm(mask, q, k.transpose(1, 2))
+
+
+@pytest.mark.parametrize("mode, expected", [("paper", 0), ("full", 6 * 5 * 4 * 7)])
+def test_baddbmm_counted_in_full_mode(mode, expected):
+    inputs = (torch.zeros(6, 5, 7), torch.randn(6, 5, 4), torch.randn(6, 7, 4))
+    analysis, total = count(MaskedScores(), inputs, mode)
+    assert total == expected
+    assert ("aten::baddbmm" in analysis.unsupported_ops()) == (mode == "paper")
