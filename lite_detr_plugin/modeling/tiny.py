@@ -41,13 +41,10 @@ def tiny_transformer(model, feedforward_dim: int = 512, num_decoder_layers=None)
     Sets the FFN width of the encoder and the decoder and, optionally, the number
     of decoder layers (detrex's auxiliary-loss weights for the dropped layers are
     then simply unused). The width (256) stays: detrex's DINO decoder hard-codes
-    it in its sine query embedding. Works whether or not the decoder was wrapped by
-    ``use_kda_cross_attention``. Returns ``model``.
+    it in its sine query embedding. Returns ``model``.
     """
     model.transformer.encoder.feedforward_dim = feedforward_dim
     decoder = model.transformer.decoder
-    if "embed_dim" not in decoder and "decoder" in decoder:  # wrapped: L(use_kda_cross_attention)(decoder=...)
-        decoder = decoder.decoder
     decoder.feedforward_dim = feedforward_dim
     if num_decoder_layers is not None:
         decoder.num_layers = num_decoder_layers

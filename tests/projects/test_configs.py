@@ -48,6 +48,16 @@ def test_no_init_files_in_projects():
         assert "__init__.py" not in files, folder
 
 
+@pytest.mark.parametrize("project", ["lite_dino", "lite_h_detr", "lite_deformable_detr"])
+def test_config_without_detrex_tree_names_detrex_root(monkeypatch, tmp_path, project):
+    from lite_detr_plugin.config import DetrexNotFoundError
+
+    path = next(c for c in FULL_CONFIGS if f"/projects/{project}/" in c)
+    monkeypatch.setenv("DETREX_ROOT", str(tmp_path / "no_detrex_here"))
+    with pytest.raises(DetrexNotFoundError, match="DETREX_ROOT"):
+        load_config(path)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO_ROOT))
 def test_config_builds_and_trains_one_step(path, synthetic_root):
     import torch
@@ -89,7 +99,7 @@ def test_config_builds_and_trains_one_step(path, synthetic_root):
 
     losses = model(synthetic_batch())
     total = sum(losses.values())
-    assert math.isfinite(float(total)), {k: float(v) for k, v in losses.items()}
+    assert math.isfinite(total.detach().item()), {k: v.detach().item() for k, v in losses.items()}
     optimizer.zero_grad()
     total.backward()
     grads = [p.grad for p in encoder.parameters() if p.requires_grad]

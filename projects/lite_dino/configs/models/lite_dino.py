@@ -11,8 +11,6 @@
 
 Everything else (backbone, neck, decoder, losses, schedule, data) is detrex's.
 """
-from omegaconf import OmegaConf
-
 from lite_detr_plugin.config import swap_encoder
 from lite_detr_plugin.modeling.dino import LiteDINO, LiteDINOCriterion
 
@@ -22,18 +20,4 @@ def lite_dino(cfg, variant: str, attention: str = "kda", decoder_kda: bool = Tru
     cfg.model._target_ = LiteDINO
     cfg.model.criterion._target_ = LiteDINOCriterion
     swap_encoder(cfg, variant, attention=attention, decoder_kda=decoder_kda)
-    if decoder_kda:
-        _fix_wrapped_decoder_interpolation(cfg.model.transformer.decoder)
     return cfg
-
-
-def _fix_wrapped_decoder_interpolation(wrapper):
-    # swap_encoder(decoder_kda=True) nests detrex's decoder one level deeper
-    # (transformer.decoder.decoder), so its relative "${..num_feature_levels}"
-    # must climb one more level to reach transformer.num_feature_levels.
-    inner = wrapper.get("decoder") if hasattr(wrapper, "get") else None
-    if inner is None or not OmegaConf.is_config(inner):
-        return
-    raw = OmegaConf.to_container(inner, resolve=False).get("num_feature_levels")
-    if raw == "${..num_feature_levels}":
-        inner.num_feature_levels = "${...num_feature_levels}"

@@ -46,6 +46,6 @@ train.device = "cpu"
 train.seed = 0
 train.eval_period = 300
 train.log_period = 20
-train.checkpointer.period = 300
+train.checkpointer.period = 1000  # > max_iter: only model_final.pth is written
 train.output_dir = "./output/tiny_cpu/lite_h_detr"
 dataloader.evaluator.output_dir = "${...train.output_dir}"
