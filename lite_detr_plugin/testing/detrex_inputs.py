@@ -67,7 +67,8 @@ def num_tokens(shapes: Sequence[Shape]) -> int:
     return sum(h * w for h, w in shapes)
 
 
-def level_layout(shapes: Sequence[Shape], device: Union[str, torch.device] = "cpu") -> Tuple[torch.Tensor, torch.Tensor]:
+def level_layout(shapes: Sequence[Shape],
+                 device: Union[str, torch.device] = "cpu") -> Tuple[torch.Tensor, torch.Tensor]:
     """``spatial_shapes [L, 2]`` int64 (H, W) and ``level_start_index [L]`` int64, as detrex builds them."""
     spatial_shapes = torch.as_tensor([list(s) for s in shapes], dtype=torch.long, device=device)
     level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
@@ -184,13 +185,7 @@ def detrex_encoder_kwargs(
         image_sizes = [tuple(canvas)] * batch_size
     img_masks = image_masks(image_sizes, canvas)
     shapes = feature_shapes(img_masks.shape[1], img_masks.shape[2], num_levels)
-    masks = level_masks(img_masks, shapes)
-    for level, mask in enumerate(masks):
-        if (~mask[:, :, 0]).sum(1).min() == 0 or (~mask[:, 0, :]).sum(1).min() == 0:
-            raise ValueError(
-                f"level {level} ({tuple(shapes[level])}) has an image with no valid row or column; "
-                f"use larger images than {list(image_sizes)}"
-            )
+    masks = level_masks(img_masks, shapes)  # nearest sampling keeps pixel (0, 0): every level has a valid pixel
     ratios = valid_ratios(masks)
     spatial_shapes, level_start_index = level_layout(shapes)
     generator = torch.Generator().manual_seed(seed)

@@ -15,8 +15,8 @@ from lite_detr_plugin import (
 
 def test_encoder_registry():
     assert ENCODER_REGISTRY.get("LiteEncoder") is LiteEncoder
-    encoder = ENCODER_REGISTRY.get("LiteEncoder")(embed_dim=32, num_heads=4, feedforward_dim=64,
-                                                   variant="H2L2-(2+1)x3")
+    build = ENCODER_REGISTRY.get("LiteEncoder")
+    encoder = build(embed_dim=32, num_heads=4, feedforward_dim=64, variant="H2L2-(2+1)x3")
     assert encoder.variant == "H2L2-(2+1)x3"
     with pytest.raises(KeyError):
         ENCODER_REGISTRY.get("DINOTransformerEncoder")
@@ -80,6 +80,12 @@ def test_omegaconf_dictconfig_target():
     assert encoder.num_feature_levels == 4 and encoder.num_layers == 9
 
 
+def transformer_stub(encoder, cross_attn, num_feature_levels):
+    """Stands for a detrex transformer: receives the built children."""
+    assert encoder.num_feature_levels == num_feature_levels
+    return torch.nn.ModuleDict(dict(encoder=encoder, cross_attn=cross_attn))
+
+
 @pytest.mark.detrex
 def test_detectron2_lazycall_and_instantiate(tmp_path):
     from detectron2.config import LazyCall as L
@@ -87,11 +93,12 @@ def test_detectron2_lazycall_and_instantiate(tmp_path):
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create()
-    cfg.transformer = L(torch.nn.ModuleDict)(modules=dict(
-        encoder=L(LiteEncoder)(embed_dim=32, num_heads=4, feedforward_dim=64, num_feature_levels=4,
-                               variant="H3L1-(2+1)x3", attention="kda"),
+    cfg.transformer = L(transformer_stub)(
+        encoder=L(LiteEncoder)(embed_dim=32, num_heads=4, feedforward_dim=64, variant="H3L1-(2+1)x3",
+                               num_feature_levels="${..num_feature_levels}", attention="kda"),
         cross_attn=L(KeyAwareDeformableAttention)(embed_dim=32, num_heads=4, num_levels=4, batch_first=True),
-    ))
+        num_feature_levels=4,
+    )
     built = instantiate(cfg.transformer)
     assert isinstance(built["encoder"], LiteEncoder) and built["encoder"].variant == "H3L1-(2+1)x3"
     assert isinstance(built["cross_attn"], KeyAwareDeformableAttention)
@@ -99,6 +106,6 @@ def test_detectron2_lazycall_and_instantiate(tmp_path):
     path = str(tmp_path / "cfg.yaml")
     LazyConfig.save(cfg, path)
     loaded = LazyConfig.load(path)
-    assert loaded.transformer.modules.encoder._target_ in (
-        "lite_detr_plugin.encoders.lite_encoder.LiteEncoder", LiteEncoder)
+    target = loaded.transformer.encoder._target_
+    assert isinstance(target, str) and _locate(target) is LiteEncoder
     assert isinstance(instantiate(loaded.transformer)["encoder"], LiteEncoder)

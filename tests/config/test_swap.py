@@ -4,6 +4,7 @@
 one that builds attribute dicts, and the detrex model configs are written out from
 their files (contract §4). tests/detrex runs the real configs.
 """
+import re
 import sys
 import types
 
@@ -13,6 +14,7 @@ from torch import nn
 
 from lite_detr_plugin import KeyAwareDeformableAttention, LiteEncoder, MultiScaleDeformableAttention
 from lite_detr_plugin import swap_encoder, use_kda_cross_attention
+from lite_detr_plugin.config.swap import build_decoder_with_kda
 from lite_detr_plugin.testing import install_fake_detrex
 
 from .test_registry import tiny_instantiate
@@ -55,8 +57,9 @@ def DINOTransformerEncoder(**kwargs):  # stand-ins for detrex's targets; never c
 
 
 def DINOTransformerDecoder(**kwargs):
-    return nn.ModuleList([MultiScaleDeformableAttention(embed_dim=32, num_heads=4, num_levels=kwargs["num_feature_levels"],
-                                                        batch_first=True, dropout=0.0)])
+    levels = kwargs["num_feature_levels"]
+    return nn.ModuleList([MultiScaleDeformableAttention(embed_dim=32, num_heads=4, num_levels=levels, batch_first=True,
+                                                        dropout=0.0)])
 
 
 def dino_cfg(num_feature_levels=4):
@@ -85,12 +88,35 @@ def deformable_detr_cfg():
     return cfg
 
 
+_RELATIVE = re.compile(r"^\$\{(\.+)(\w+)\}$")
+
+
+def resolve(node, parents=()):
+    """A copy of ``node`` with OmegaConf's relative interpolations resolved: in a value of
+    node N, ``${.x}`` is N.x, ``${..x}`` is x in N's parent, and so on (a missing key
+    raises KeyError, as OmegaConf raises InterpolationKeyError)."""
+    if not isinstance(node, dict):
+        return node
+    chain = parents + (node,)
+    out = {}
+    for key, value in node.items():
+        match = _RELATIVE.match(value) if isinstance(value, str) else None
+        if match:
+            dots, name = match.groups()
+            if len(dots) > len(chain):
+                raise KeyError(f"{value!r} climbs above the root")
+            target = chain[len(chain) - len(dots)]
+            if name not in target:
+                raise KeyError(f"interpolation {value!r} of key {key!r}: {name!r} not found")
+            value = target[name]
+        out[key] = resolve(value, chain)
+    return out
+
+
 def build_encoder(cfg):
     """Resolves ``${..num_feature_levels}`` as LazyConfig would and instantiates the encoder."""
-    node = dict(cfg.model.transformer.encoder)
-    assert node["num_feature_levels"] == "${..num_feature_levels}"
-    node["num_feature_levels"] = cfg.model.transformer.num_feature_levels
-    return tiny_instantiate(node)
+    assert cfg.model.transformer.encoder["num_feature_levels"] == "${..num_feature_levels}"
+    return tiny_instantiate(resolve(cfg)["model"]["transformer"]["encoder"])
 
 
 @pytest.mark.usefixtures("fake_detectron2")
@@ -132,14 +158,34 @@ def test_swap_five_levels_and_extra_keywords():
 
 
 @pytest.mark.usefixtures("fake_detectron2")
-def test_swap_decoder_kda():
-    cfg = swap_encoder(dino_cfg(), variant="H3L1-(2+1)x3", decoder_kda=True)
+def test_swap_decoder_kda_structure():
+    cfg = dino_cfg()
+    decoder_node = cfg.model.transformer.decoder
+    swap_encoder(cfg, variant="H3L1-(2+1)x3", decoder_kda=True)
     decoder_cfg = cfg.model.transformer.decoder
-    assert decoder_cfg["_target_"] is use_kda_cross_attention
-    assert decoder_cfg.decoder["_target_"] is DINOTransformerDecoder
-    node = dict(decoder_cfg, decoder=dict(decoder_cfg.decoder, num_feature_levels=4))
-    decoder = tiny_instantiate(node)
-    assert type(decoder[0]) is KeyAwareDeformableAttention
+    # the decoder node stays where it was, so its relative interpolations keep resolving
+    assert decoder_cfg is decoder_node
+    assert decoder_cfg["_target_"] is build_decoder_with_kda
+    assert decoder_cfg.decoder_class is DINOTransformerDecoder
+    assert decoder_cfg.num_feature_levels == "${..num_feature_levels}"
+    swap_encoder(cfg, variant="H3L1-(2+1)x3", decoder_kda=True)  # a second swap does not wrap twice
+    assert decoder_cfg["_target_"] is build_decoder_with_kda and decoder_cfg.decoder_class is DINOTransformerDecoder
+
+
+@pytest.mark.usefixtures("fake_detectron2")
+def test_swap_decoder_kda_instantiates():
+    cfg = swap_encoder(dino_cfg(num_feature_levels=5), variant="H3L2-(2+1)x2", decoder_kda=True)
+    decoder = tiny_instantiate(resolve(cfg)["model"]["transformer"]["decoder"])
+    assert isinstance(decoder[0], KeyAwareDeformableAttention)
+    assert decoder[0].num_levels == 5 and decoder[0].batch_first
+
+
+@pytest.mark.usefixtures("fake_detectron2")
+def test_resolve_follows_omegaconf_relative_interpolation():
+    cfg = resolve(dino_cfg(num_feature_levels=5))
+    assert cfg["model"]["transformer"]["encoder"]["num_feature_levels"] == 5
+    assert cfg["model"]["transformer"]["decoder"]["num_feature_levels"] == 5
+    assert cfg["model"]["transformer"]["two_stage_num_proposals"] == 900
 
 
 @pytest.mark.usefixtures("fake_detectron2")
@@ -179,7 +225,7 @@ def test_use_kda_cross_attention_replaces_our_msda():
     assert result is decoder
     for layer in decoder:
         kda = layer.cross_attn
-        assert type(kda) is KeyAwareDeformableAttention
+        assert isinstance(kda, KeyAwareDeformableAttention)
         assert (kda.embed_dim, kda.num_heads, kda.num_levels, kda.num_points) == (32, 4, 5, 3)
         assert kda.dropout.p == 0.2 and kda.batch_first and kda.value_placement == "samples"
         assert kda.key_proj is not None
@@ -208,4 +254,4 @@ def test_use_kda_cross_attention_leaves_kda_alone():
                              TinyDecoderLayer(MultiScaleDeformableAttention(embed_dim=32, num_heads=4))])
     use_kda_cross_attention(decoder)
     assert decoder[0].cross_attn is kda
-    assert type(decoder[1].cross_attn) is KeyAwareDeformableAttention
+    assert isinstance(decoder[1].cross_attn, KeyAwareDeformableAttention)

@@ -4,10 +4,12 @@ Each R50 config is loaded with ``LazyConfig``, swapped to ``H3L1-(2+1)x3`` (and,
 DINO, KDA in the decoder too), shrunk for the CPU (a batch of two padded images of
 about 128x160, few queries, random backbone: ``train.init_checkpoint`` is never
 loaded), instantiated, and run in training mode with dummy targets, forward and
-backward. Checked: the encoder is a LiteEncoder whose attentions kept their own
-initialisation through detrex's ``init_weights``, every encoder parameter gets a
-gradient, and (eval) a standard swap with converted weights leaves DINO's
-detections unchanged.
+backward; DINO 5scale with ``H3L2-(2+1)x2``. Checked: the encoder is a LiteEncoder
+whose attentions kept their own initialisation through detrex's ``init_weights``,
+every encoder parameter gets a gradient, eval forward detects; a standard swap with
+converted weights leaves DINO's detections unchanged; the swapped model node survives
+LazyConfig save/load; and ``lite_detr_plugin.testing.detrex_encoder_kwargs`` reproduces
+the keywords DINO really passes to its encoder.
 """
 import copy
 import os
@@ -45,6 +47,7 @@ def shrink_deformable_detr(cfg):
     cfg.model.select_box_nums_for_evaluation = 60
 
 
+# (config, shrink, variant, decoder_kda)
 MODELS = {
     "dino": (DINO, shrink_dino, "H3L1-(2+1)x3", False),
     "dino-decoder_kda": (DINO, shrink_dino, "H3L1-(2+1)x3", True),
@@ -113,11 +116,10 @@ def assert_initialised(attn):
 
 
 @pytest.mark.usefixtures("cpu_cuda_calls")
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_swapped_model_trains_on_cpu(detrex_root, detrex_msda, name):
+@pytest.mark.parametrize("path,shrink,variant,decoder_kda", list(MODELS.values()), ids=list(MODELS))
+def test_swapped_model_trains_on_cpu(detrex_root, detrex_msda, path, shrink, variant, decoder_kda):
     from detectron2.config import instantiate
 
-    path, shrink, variant, decoder_kda = MODELS[name]
     cfg = load_config(detrex_root, path, shrink)
     assert swap_encoder(cfg, variant=variant, attention="kda", decoder_kda=decoder_kda) is cfg
     torch.manual_seed(0)
@@ -171,3 +173,75 @@ def test_standard_swap_with_converted_weights_keeps_dino_detections(detrex_root,
         torch.testing.assert_close(b.scores, a.scores, atol=1e-4, rtol=0)
         torch.testing.assert_close(b.pred_boxes.tensor, a.pred_boxes.tensor, atol=1e-2, rtol=0)
         assert torch.equal(b.pred_classes, a.pred_classes)
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.usefixtures("cpu_cuda_calls")
+@pytest.mark.parametrize("path,num_levels", [(DINO, 4), (DINO_5SCALE, 5)], ids=["4scale", "5scale"])
+def test_testing_helper_reproduces_dinos_encoder_call(detrex_root, detrex_msda, path, num_levels):
+    """``detrex_encoder_kwargs`` gives what DINO really passes its encoder (a padded training
+    batch): same keywords, shapes, dtypes, masks, level layout, valid ratios, reference
+    points, and query_pos = sine embedding + level_embeds."""
+    from detectron2.config import instantiate
+
+    from lite_detr_plugin.testing import detrex_encoder_kwargs, image_masks, level_masks, sine_position_embedding
+
+    cfg = load_config(detrex_root, path, shrink_dino)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).train()
+    captured = {}
+
+    def grab_canvas(module, args):
+        captured["canvas"] = tuple(args[0].shape[-2:])
+
+    def grab_call(module, args, kwargs):
+        captured["args"], captured["kwargs"] = args, kwargs
+        raise _Captured
+
+    model.backbone.register_forward_pre_hook(grab_canvas)
+    model.transformer.encoder.register_forward_pre_hook(grab_call, with_kwargs=True)
+    with pytest.raises(_Captured):
+        model(batched_inputs(with_targets=True))
+    real = captured["kwargs"]
+    assert captured["args"] == ()  # detrex calls its encoder with keywords only
+    ours = detrex_encoder_kwargs(list(IMAGE_SIZES), canvas=captured["canvas"], num_levels=num_levels, embed_dim=256)
+    assert list(real) == list(ours)
+    for name, value in ours.items():
+        if value is None:
+            assert real[name] is None, name
+            continue
+        assert real[name].shape == value.shape and real[name].dtype == value.dtype, name
+    for name in ("query_key_padding_mask", "spatial_shapes", "level_start_index", "valid_ratios",
+                 "reference_points"):
+        torch.testing.assert_close(real[name], ours[name], atol=0, rtol=0, msg=name)
+    assert real["query_key_padding_mask"].any()
+    # query_pos: the sine embedding of each level's mask plus that level's embedding
+    shapes = [tuple(s) for s in real["spatial_shapes"].tolist()]
+    masks = level_masks(image_masks(list(IMAGE_SIZES), captured["canvas"]), shapes)
+    sine = torch.cat([sine_position_embedding(m, num_pos_feats=128).flatten(2).transpose(1, 2) for m in masks], 1)
+    starts = real["level_start_index"].tolist() + [real["query"].shape[1]]
+    level_embeds = torch.cat([model.transformer.level_embeds[level].expand(starts[level + 1] - starts[level], -1)
+                              for level in range(num_levels)])
+    torch.testing.assert_close(real["query_pos"], sine + level_embeds.detach(), atol=1e-5, rtol=0)
+
+
+def test_swapped_model_config_saves_and_loads(detrex_root, detrex_msda, tmp_path):
+    """The swapped ``model`` node survives ``LazyConfig.save``/``load`` as YAML (as train_net
+    saves it) and instantiates with KDA in the decoder. (detrex's full configs hold lambdas
+    in their optimizer settings, so only the model node is saved here.)"""
+    from detectron2.config import LazyConfig, instantiate
+    from omegaconf import OmegaConf
+
+    cfg = load_config(detrex_root, DINO, shrink_dino)
+    swap_encoder(cfg, variant="H3L1-(2+1)x3", decoder_kda=True, low_query_mode="paper")
+    path = str(tmp_path / "model.yaml")
+    LazyConfig.save(OmegaConf.create({"model": cfg.model}, flags={"allow_objects": True}), path)
+    assert not (tmp_path / "model.yaml.pkl").exists(), "LazyConfig fell back to pickle"
+    loaded = LazyConfig.load(path)
+    model = instantiate(loaded.model)
+    assert isinstance(model.transformer.encoder, LiteEncoder)
+    assert model.transformer.encoder.low_query_mode == "paper"
+    assert any(isinstance(m, KeyAwareDeformableAttention) for m in model.transformer.decoder.modules())

@@ -85,7 +85,8 @@ def deformable_attention(attn, query: torch.Tensor, value: torch.Tensor, referen
     offsets = _linear(attn.sampling_offsets, query).view(bs, Nq, M, L, P, 2)
     wh = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)
     if reference_points.shape[-1] == 2:
-        locations = reference_points[:, :, None, :, None, :].to(query.dtype) + offsets / wh[None, None, None, :, None, :]
+        reference_points = reference_points.to(query.dtype)
+        locations = reference_points[:, :, None, :, None, :] + offsets / wh[None, None, None, :, None, :]
     else:
         reference_points = reference_points.to(query.dtype)
         locations = (reference_points[:, :, None, :, None, :2]

@@ -165,8 +165,7 @@ def test_self_attention_call_matches_oracle(cls, extra):
             attn, inputs["query"] + inputs["query_pos"], inputs["query"], inputs["reference_points"],
             shapes_of(inputs), inputs["query_key_padding_mask"])
     assert out.shape == inputs["query"].shape
-    tol = 1e-10 if cls is KeyAwareDeformableAttention else 2e-6  # MSDA's softmax runs in float32
-    torch.testing.assert_close(out, expected, atol=tol, rtol=0)
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("cls,extra", ATTENTIONS)
@@ -203,8 +202,7 @@ def test_cross_attention_call_matches_oracle(cls, extra, box):
             attn, inputs["query"] + inputs["query_pos"], inputs["value"], inputs["reference_points"],
             shapes_of(inputs), inputs["key_padding_mask"])
     assert out.shape == (2, 7, C)
-    tol = 1e-10 if cls is KeyAwareDeformableAttention else 2e-6
-    torch.testing.assert_close(out, expected, atol=tol, rtol=0)
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("cls,extra", ATTENTIONS)

@@ -36,8 +36,6 @@ def no_detrex(monkeypatch):
     hide_detrex(monkeypatch)
 
 
-
-
 def assert_attention_init(attn):
     assert not attn.sampling_offsets.weight.any(), "sampling_offsets.weight must be zero"
     torch.testing.assert_close(attn.sampling_offsets.bias.float(),
