@@ -15,6 +15,7 @@ the sampling, and for KDA's "samples" placement the fold of the query into the
 input space. Everything else (offsets, attention weights or query projection,
 output projection, FFN, LayerNorm) is the same in every placement.
 """
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -197,6 +198,20 @@ class EncoderFlops:
         return layer_terms(self, layer)
 
 
+@contextlib.contextmanager
+def placement_by_flops(model: nn.Module):
+    """Inside, ``value_placement="auto"`` attentions choose by FLOPs (fvcore's count), not by
+    measured time, so a count does not depend on the machine it runs on."""
+    saved = [(m, m.placement_cost) for m in model.modules() if hasattr(m, "placement_cost")]
+    try:
+        for module, _ in saved:
+            module.placement_cost = "flops"
+        yield model
+    finally:
+        for module, cost in saved:
+            module.placement_cost = cost
+
+
 def _placement(module: nn.Module, num_query: int, num_value: int) -> str:
     """Where ``module`` applies its value projection for this call ("tokens", "samples" or "output")."""
     if hasattr(module, "placement"):
@@ -280,7 +295,7 @@ def count_encoder(
     for name, module in _attention_modules(wrapper):
         hooks.append(module.register_forward_pre_hook(record(name, module), with_kwargs=True))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), placement_by_flops(wrapper):
             analysis = FlopCountAnalysis(wrapper, args)
             register_handles(analysis, mode=mode, ignore_elementwise=True)
             analysis.unsupported_ops_warnings(False)

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import torch
 from torch import nn
 
+from .encoder import placement_by_flops
 from .handles import check_deformable_ops_counted, register_handles
 
 PARTS: Dict[str, Tuple[str, ...]] = {
@@ -111,7 +112,7 @@ def model_gflops(
         attention: that raises) and ``modules`` (which module each part is).
     """
     parts = dict(PARTS if parts is None else parts)
-    with torch.no_grad():
+    with torch.no_grad(), placement_by_flops(model):
         analysis = flop_count_analysis(model, inputs, mode=mode, use_detectron2=use_detectron2)
         unsupported = check_deformable_ops_counted(analysis)
     names = _module_names(analysis, model, parts)

@@ -92,7 +92,7 @@ class EncoderSpec:
     def build(self):
         from ..encoders import LiteEncoder
 
-        return LiteEncoder(
+        encoder = LiteEncoder(
             embed_dim=EMBED_DIM,
             num_heads=NUM_HEADS,
             feedforward_dim=self.feedforward_dim,
@@ -107,6 +107,7 @@ class EncoderSpec:
             num_points=NUM_POINTS,
             low_ffn_ratio=LOW_FFN_RATIO,
         ).eval()
+        return encoder
 
     def unit(self) -> Tuple["EncoderSpec", List[int]]:
         """The smallest encoder with one layer of each kind, and the encoder's layers as indices into it.

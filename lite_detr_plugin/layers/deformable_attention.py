@@ -19,6 +19,14 @@ weighted sum. For KDA the key side folds into the query:
 the same result up to float rounding. "tokens" costs ``S·C²`` per layer, "samples"
 costs in proportion to the queries; "auto" picks the cheaper for each call.
 
+"Cheaper" is a cost model: GEMM multiply-adds plus ``κ`` times the bilinear
+sample-channel reads (:func:`sampling_cost`). ``placement_cost="measured"`` (the
+default) takes ``κ`` from :data:`SAMPLE_COST_FACTOR`, fitted to timings of both
+placements (``tools/benchmark_placement.py``); ``"flops"`` takes ``κ = 1``, fvcore's
+count, which is what the FLOP report's "paper_exact" mode uses. Sampling 257 channels
+per head is far slower than a GEMM multiply-add, so on the CPU "samples" only wins
+when the queries are few next to the tokens (a decoder's 900 queries on 22k tokens).
+
 "output" is different: it is the released code's ``value_proj_after`` switch
 (which crashes there). Each head aggregates its own D channels of the raw input
 and ``value_proj`` is applied to the aggregated output. It is *not* the same
@@ -47,6 +55,18 @@ def _check_choice(name: str, value, choices) -> None:
 def sampling_cost(num_query: int, num_heads: int, num_levels: int, num_points: int, channels: int) -> int:
     """Multiply-adds of bilinear sampling, counted as fvcore counts grid_sample (4 per output)."""
     return 4 * num_query * num_heads * num_levels * num_points * channels
+
+
+#: ``κ``: the time of one :func:`sampling_cost` unit over one GEMM multiply-add, per device
+#: type and attention. CPU: least-squares fit of ``tools/benchmark_placement.py`` (both
+#: placements at 900, 5,523 and 16,700 queries on 22,223 tokens, one thread, AVX-512).
+#: CUDA: not measured (no GPU was available); estimated from the throughput of tensor-core
+#: GEMMs against a gather-bound kernel, which makes "tokens" win at detrex's shapes.
+SAMPLE_COST_FACTOR = {
+    "cpu": {"kda": 5.0, "msda": 2.6},
+    "cuda": {"kda": 100.0, "msda": 100.0},
+}
+PLACEMENT_COSTS = ("measured", "flops")
 
 
 class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
@@ -78,6 +98,7 @@ class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
         self.im2col_step = img2col_step  # accepted for detrex compatibility; the op needs no batching
         self.batch_first = batch_first
         self.value_placement = value_placement
+        self.placement_cost = "measured"  # or "flops": see the module docstring
         self.dropout = nn.Dropout(dropout)
         self.sampling_offsets = nn.Linear(embed_dim, num_heads * num_levels * num_points * 2)
         self.value_proj = nn.Linear(embed_dim, embed_dim)
@@ -186,22 +207,28 @@ class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
         """Cost per call that "samples" adds beyond the post-projection (e.g. folding the query)."""
         return 0
 
-    def placement(self, num_query: int, num_value: int) -> str:
+    def placement(self, num_query: int, num_value: int, device_type: str = "cpu") -> str:
         """Where this call applies the value projection: "tokens", "samples" or "output"."""
         if self.value_placement != "auto":
             return self.value_placement
-        return "samples" if self.uses_samples_placement(num_query, num_value) else "tokens"
+        return "samples" if self.uses_samples_placement(num_query, num_value, device_type) else "tokens"
 
-    def uses_samples_placement(self, num_query: int, num_value: int) -> bool:
+    def uses_samples_placement(self, num_query: int, num_value: int, device_type: str = "cpu") -> bool:
         """Whether this call projects values after sampling (see the module docstring)."""
         if self.value_placement != "auto":
             return self.value_placement == "samples"
+        _check_choice("placement_cost", self.placement_cost, PLACEMENT_COSTS)
+        if self.placement_cost == "flops":
+            factor = 1.0
+        else:
+            factors = SAMPLE_COST_FACTOR.get(device_type, SAMPLE_COST_FACTOR["cuda"])
+            factor = factors[self._cost_kind]
         C, M, L, P = self.embed_dim, self.num_heads, self.num_levels, self.num_points
         tokens = num_value * C * C + self._extra_token_cost(num_value)
-        tokens += sampling_cost(num_query, M, L, P, self.head_dim) * self._sampled_tensors()
+        tokens = tokens + factor * sampling_cost(num_query, M, L, P, self.head_dim) * self._sampled_tensors()
         samples = num_query * C * (C + 1) + self._extra_sample_cost(num_query)
-        samples += sampling_cost(num_query, M, L, P, C + 1)
-        return samples < tokens
+        samples = samples + factor * sampling_cost(num_query, M, L, P, C + 1)
+        return bool(samples < tokens)
 
     def _sampled_tensors(self) -> int:
         return 1
@@ -253,6 +280,8 @@ class MultiScaleDeformableAttention(_DeformableAttentionBase):
     ``output_proj``, named and initialised as in detrex.
     """
 
+    _cost_kind = "msda"
+
     def __init__(
         self,
         embed_dim: int = 256,
@@ -282,7 +311,7 @@ class MultiScaleDeformableAttention(_DeformableAttentionBase):
         # float32 at least: half-precision weights would round every sample's share.
         weights = F.softmax(weights, -1, dtype=torch.promote_types(weights.dtype, torch.float32))
         weights = weights.view(bs, num_query, M, L, P)
-        placement = self.placement(num_query, value.shape[1])
+        placement = self.placement(num_query, value.shape[1], query.device.type)
         if placement == "samples":
             augmented = self._augmented_input(value, key_padding_mask).to(self._compute_dtype(query))
             sampled = ops.msda(augmented, spatial_shapes, level_start_index, locations, weights)
@@ -310,6 +339,8 @@ class KeyAwareDeformableAttention(_DeformableAttentionBase):
     ``value_proj``, ``output_proj`` (and ``key_proj``), as in the released code,
     so its attention state dicts load as they are.
     """
+
+    _cost_kind = "kda"
 
     def __init__(
         self,
@@ -347,7 +378,7 @@ class KeyAwareDeformableAttention(_DeformableAttentionBase):
         bs, num_query, _ = query.shape
         M, D = self.num_heads, self.head_dim
         queries = self.query_proj(query).view(bs, num_query, M, D)
-        placement = self.placement(num_query, value.shape[1])
+        placement = self.placement(num_query, value.shape[1], query.device.type)
         if placement == "samples":
             key_linear = self.key_proj if self.key_proj is not None else self.value_proj
             folded = torch.einsum(
