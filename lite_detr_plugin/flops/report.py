@@ -63,7 +63,7 @@ MODE_DESCRIPTIONS = {
     "paper": 'eq. (2) low-level queries, value_placement="output" (value_proj after aggregation, '
              "the released code's value_proj_after): the paper's accounting",
     "paper_exact": 'eq. (2), value_placement="auto" (values projected over the tokens or exactly after '
-                   "sampling, the cheaper per layer): the released attention's function",
+                   "sampling, whichever costs fewer FLOPs per layer): the released attention's function",
     "released": 'the released code: every token queries in the last layer of each block, values projected '
                 'over all tokens (low_query_mode="released", value_placement="tokens")',
 }

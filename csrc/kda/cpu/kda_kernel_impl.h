@@ -6,8 +6,9 @@
 // header is compiled for a wider instruction set than the baseline.
 //
 // Forward: one task per (batch, query, head). Each task samples its L*P
-// locations and keeps an online softmax (KDA) or a weighted sum (MSDA) in a
-// per-thread buffer of D values, so nothing of size Nq*M*L*P*D is allocated.
+// locations into a per-thread buffer of L*P*D values (KDA: keys and logits,
+// then softmax and weighted sum) or a weighted sum of D values (MSDA), so
+// nothing of size Nq*M*L*P*D is allocated.
 //
 // Backward: phase 1 (one task per (batch, query, head)) computes the query and
 // location gradients and the per-sample coefficients that multiply the value
@@ -58,6 +59,39 @@ inline void gather(
       axpy(c.weight[k], base + c.index[k] * row_stride, out, dim);
     }
   }
+}
+
+// gather() into `out` and returns dot(q, out), in one pass over the channels.
+// A corner outside the map reads a valid corner's row with weight 0 (a hit
+// has at least one), so the loop has no branches and vectorises.
+template <typename scalar_t, typename acc_t>
+inline acc_t gather_dot(
+    const BilinearCorners<acc_t>& c,
+    const scalar_t* base,
+    int64_t row_stride,
+    int64_t dim,
+    const acc_t* __restrict__ q,
+    acc_t* __restrict__ out) {
+  int64_t valid = 0;
+  for (int k = 3; k >= 0; --k) {
+    if (c.index[k] >= 0) valid = c.index[k];
+  }
+  const scalar_t* __restrict__ r[4];
+  acc_t w[4];
+  for (int k = 0; k < 4; ++k) {
+    const bool in = c.index[k] >= 0;
+    r[k] = base + (in ? c.index[k] : valid) * row_stride;
+    w[k] = in ? c.weight[k] : acc_t(0);
+  }
+  acc_t result = 0;
+#pragma omp simd reduction(+ : result)
+  for (int64_t d = 0; d < dim; ++d) {
+    const acc_t v = w[0] * static_cast<acc_t>(r[0][d]) + w[1] * static_cast<acc_t>(r[1][d]) +
+        w[2] * static_cast<acc_t>(r[2][d]) + w[3] * static_cast<acc_t>(r[3][d]);
+    out[d] = v;
+    result += q[d] * v;
+  }
+  return result;
 }
 
 template <typename acc_t>
@@ -179,10 +213,13 @@ void kda_forward_kernel(
   const int64_t LP = s.num_levels * s.num_points;
   const int64_t tasks = s.batch * s.num_query * s.num_heads;
   const TaskRows<scalar_t> rows{s, value, key, Dk, Dv};
+  // Two passes over a task's L*P samples, both from L1: the key samples and
+  // their logits, then the softmax and the weighted sum. The samples are
+  // independent, unlike the steps of an online softmax, so the gathers, dots and
+  // exps of different samples overlap. A sample outside every map has a zero
+  // key (logit 0) and a zero value.
   at::parallel_for(0, tasks, grain_for(LP * 4 * (Dk + Dv)), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> q(Dk), k_sample(Dk), v_sample(Dv), acc(Dv);
-    // With a shared key, the key sample *is* the value sample.
-    acc_t* const key_buffer = key ? k_sample.data() : v_sample.data();
+    std::vector<acc_t> q(Dk), samples(LP * Dk), logits(LP), acc(Dv);
     pipelined_tasks<acc_t>(
         begin, end, lv, LP, [&](int64_t t) { return loc + t * LP * 2; },
         [&](int64_t t, const TaskCorners<acc_t>& corners) {
@@ -192,32 +229,40 @@ void kda_forward_kernel(
         [&](int64_t t, const TaskCorners<acc_t>& corners) {
           const HeadRows<scalar_t> v_rows = rows.values(t), k_rows = rows.keys(t);
           to_acc(query + t * Dk, q.data(), Dk);
-          acc_t running_max = -std::numeric_limits<acc_t>::infinity();
-          acc_t running_sum = 0;
+          acc_t max_logit = -std::numeric_limits<acc_t>::infinity();
+          for (int64_t i = 0; i < LP; ++i) {
+            acc_t* sample = samples.data() + i * Dk;
+            if (corners.hit(i)) {
+              logits[i] = scale * gather_dot(corners[i], k_rows.base, k_rows.row_stride, Dk, q.data(), sample);
+            } else {
+              std::fill(sample, sample + Dk, acc_t(0));
+              logits[i] = 0;
+            }
+            max_logit = std::max(max_logit, logits[i]);
+          }
+          acc_t sum = 0;
+          for (int64_t i = 0; i < LP; ++i) {
+            logits[i] = std::exp(logits[i] - max_logit);
+            sum += logits[i];
+          }
           std::fill(acc.begin(), acc.end(), acc_t(0));
           for (int64_t i = 0; i < LP; ++i) {
-            const bool hit = corners.hit(i);
-            acc_t logit = 0;  // a sample outside every map has a zero key
-            if (hit) {
-              gather(corners[i], k_rows.base, k_rows.row_stride, Dk, key_buffer);
-              logit = scale * dot(q.data(), key_buffer, Dk);
-            }
-            if (logit > running_max) {
-              const acc_t rescale = running_sum > 0 ? std::exp(running_max - logit) : acc_t(0);
-              running_sum *= rescale;
-              for (int64_t d = 0; d < Dv; ++d) acc[d] *= rescale;
-              running_max = logit;
-            }
-            const acc_t p = std::exp(logit - running_max);
-            running_sum += p;
-            if (hit) {
-              if (key) gather(corners[i], v_rows.base, v_rows.row_stride, Dv, v_sample.data());
-              for (int64_t d = 0; d < Dv; ++d) acc[d] += p * v_sample[d];
+            if (!corners.hit(i)) continue;
+            if (key) {  // separate values: accumulate their corners directly
+              const BilinearCorners<acc_t>& c = corners[i];
+              for (int k = 0; k < 4; ++k) {
+                if (c.index[k] >= 0) {
+                  axpy(logits[i] * c.weight[k], v_rows.base + c.index[k] * v_rows.row_stride, acc.data(), Dv);
+                }
+              }
+            } else {  // key = value: the key sample is the value sample
+              axpy(logits[i], samples.data() + i * Dk, acc.data(), Dv);
             }
           }
           scalar_t* out = output + t * Dv;
-          for (int64_t d = 0; d < Dv; ++d) out[d] = static_cast<scalar_t>(acc[d] / running_sum);
-          logsumexp[t] = running_max + std::log(running_sum);
+          const acc_t inv_sum = acc_t(1) / sum;
+          for (int64_t d = 0; d < Dv; ++d) out[d] = static_cast<scalar_t>(acc[d] * inv_sum);
+          logsumexp[t] = max_logit + std::log(sum);
         });
   });
 }
