@@ -45,23 +45,8 @@ inline void to_acc(const scalar_t* x, acc_t* y, int64_t n) {
   }
 }
 
-// Bilinear sample of `dim` channels: out = sum_k w_k * rows[index_k].
-template <typename scalar_t, typename acc_t>
-inline void gather(
-    const BilinearCorners<acc_t>& c,
-    const scalar_t* base,
-    int64_t row_stride,
-    int64_t dim,
-    acc_t* out) {
-  std::fill(out, out + dim, acc_t(0));
-  for (int k = 0; k < 4; ++k) {
-    if (c.index[k] >= 0) {
-      axpy(c.weight[k], base + c.index[k] * row_stride, out, dim);
-    }
-  }
-}
-
-// gather() into `out` and returns dot(q, out), in one pass over the channels.
+// Bilinear sample of `dim` channels, out = sum_k w_k * rows[index_k]; returns
+// dot(q, out), in one pass over the channels.
 // A corner outside the map reads a valid corner's row with weight 0 (a hit
 // has at least one), so the loop has no branches and vectorises.
 template <typename scalar_t, typename acc_t>
