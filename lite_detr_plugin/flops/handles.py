@@ -71,6 +71,7 @@ ELEMENTWISE_OPS = (
     "aten::mul_",
     "aten::div",
     "aten::div_",
+    "aten::addcmul",
     "aten::neg",
     "aten::exp",
     "aten::sqrt",
