@@ -37,10 +37,11 @@ echo "+ compiling the CUDA kernels: nvcc $(nvcc --version | tail -n 2 | head -n 
 cd "$root"
 "$py" setup.py -q build_ext --build-temp "$work/temp" --build-lib "$work/lib"
 "$py" - "$work/lib" <<'PY'
-import sys
-sys.path.insert(0, sys.argv[1])
+import glob, sys
 import torch
-import lite_detr_plugin._C  # noqa: F401
+# Load the library alone: importing the package would need its runtime dependencies here.
+(library,) = glob.glob(f"{sys.argv[1]}/lite_detr_plugin/_C*.so")
+torch.ops.load_library(library)
 for op in ("kda_forward", "kda_backward", "msda_forward", "msda_backward"):
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"lite_detr::{op}", "CUDA"), op
 print("+ CUDA kernels compiled and registered:", torch.ops.lite_detr.build_info())
