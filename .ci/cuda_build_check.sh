@@ -31,6 +31,23 @@ ln -s "$nv/nvvm" "$work/cuda/nvvm"
 for f in "$nv"/lib/*; do ln -s "$f" "$work/cuda/lib64/$(basename "$f")"; done
 ln -s libcudart.so.13 "$work/cuda/lib64/libcudart.so"
 
+# The install matrix on this CUDA torch without a GPU (setup.py only plans here: no compile).
+cd "$root"
+plan() { env -u TORCH_CUDA_ARCH_LIST -u FORCE_CUDA "$@" "$py" setup.py --name 2>&1 >/dev/null | grep '^lite_detr_plugin:'; }
+line=$(plan CUDA_HOME="$work/cuda")
+echo "+ no GPU, no TORCH_CUDA_ARCH_LIST: $line"
+case $line in *"no visible GPU: the architectures PyTorch was built for"*) ;; *) echo "unexpected build plan" >&2; exit 1 ;; esac
+mkdir -p "$work/old_cuda/bin"  # a toolkit older than torch's CUDA 13.2, as nvcc 13.0 is
+printf '#!/bin/sh\necho "Cuda compilation tools, release 13.0, V13.0.88"\n' >"$work/old_cuda/bin/nvcc"
+chmod +x "$work/old_cuda/bin/nvcc"
+line=$(plan CUDA_HOME="$work/old_cuda")
+echo "+ nvcc 13.0 against torch's CUDA 13.2: $line"
+case $line in *"WARNING: building WITHOUT the CUDA kernels: nvcc 13.0"*) ;; *) echo "expected a CPU-only warning" >&2; exit 1 ;; esac
+if env FORCE_CUDA=1 CUDA_HOME="$work/old_cuda" "$py" setup.py --name >/dev/null 2>&1; then
+  echo "FORCE_CUDA=1 with nvcc 13.0 must fail" >&2; exit 1
+fi
+echo "+ FORCE_CUDA=1 with nvcc 13.0 fails as it should"
+
 export CUDA_HOME=$work/cuda PATH=$work/cuda/bin:$PATH FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-2}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0"}
 echo "+ compiling the CUDA kernels: nvcc $(nvcc --version | tail -n 2 | head -n 1), archs $TORCH_CUDA_ARCH_LIST"
@@ -42,7 +59,7 @@ import torch
 # Load the library alone: importing the package would need its runtime dependencies here.
 (library,) = glob.glob(f"{sys.argv[1]}/lite_detr_plugin/_C*.so")
 torch.ops.load_library(library)
-for op in ("kda_forward", "kda_backward", "msda_forward", "msda_backward"):
+for op in ("kda_forward", "_kda_backward", "msda_forward", "_msda_backward"):
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"lite_detr::{op}", "CUDA"), op
 print("+ CUDA kernels compiled and registered:", torch.ops.lite_detr.build_info())
 PY

@@ -1,18 +1,14 @@
 // The lite_detr operator library: every schema is defined here, once.
-// CPU kernels register in csrc/kda/cpu/, CUDA kernels in csrc/kda/cuda/.
-#include <Python.h>
+// CPU kernels register in csrc/deformable_attn/cpu/, CUDA kernels in
+// csrc/deformable_attn/cuda/. The library is a plain shared object, not a Python
+// module: lite_detr_plugin/ops/_extension.py loads it with torch.ops.load_library,
+// which runs the registrations below. The backward ops are private (leading
+// underscore): autograd calls them, users call the forward ones.
 #include <torch/library.h>
 
-#include "kda/kda.h"
+#include "deformable_attn/ops.h"
 
 #include <string>
-
-// A Python module so that `import lite_detr_plugin._C` loads the library and
-// runs the registrations below; the ops themselves live in torch.ops.lite_detr.
-static struct PyModuleDef lite_detr_module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-PyMODINIT_FUNC PyInit__C(void) {
-  return PyModule_Create(&lite_detr_module);
-}
 
 namespace {
 
@@ -31,14 +27,14 @@ TORCH_LIBRARY(lite_detr, m) {
       "kda_forward(Tensor query, Tensor? key, Tensor value, Tensor spatial_shapes, "
       "Tensor level_start_index, Tensor sampling_locations, float scale) -> (Tensor, Tensor)");
   m.def(
-      "kda_backward(Tensor grad_output, Tensor query, Tensor? key, Tensor value, "
+      "_kda_backward(Tensor grad_output, Tensor query, Tensor? key, Tensor value, "
       "Tensor spatial_shapes, Tensor level_start_index, Tensor sampling_locations, "
       "Tensor output, Tensor logsumexp, float scale) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "msda_forward(Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
       "Tensor sampling_locations, Tensor attention_weights) -> Tensor");
   m.def(
-      "msda_backward(Tensor grad_output, Tensor value, Tensor spatial_shapes, "
+      "_msda_backward(Tensor grad_output, Tensor value, Tensor spatial_shapes, "
       "Tensor level_start_index, Tensor sampling_locations, Tensor attention_weights) "
       "-> (Tensor, Tensor, Tensor)");
   m.def("build_info() -> str", &build_info);

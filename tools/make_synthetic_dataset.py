@@ -10,12 +10,8 @@ or for other sizes:
 Needs numpy and Pillow only.
 """
 import argparse
-import os
-import sys
 
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lite_detr_plugin.data import default_synthetic_root, generate_synthetic_coco  # noqa: E402
+from lite_detr_plugin.data import default_synthetic_root, generate_synthetic_coco
 
 
 def main(argv=None):

@@ -23,16 +23,11 @@ repository are put on ``sys.path``, so both ``projects.dino`` (detrex) and
 """
 import logging
 import os
-import sys
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-    sys.path.append(_REPO_ROOT)  # appended: an installed lite_detr_plugin keeps priority
-
-import torch  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import LazyConfig, instantiate  # noqa: E402
-from detectron2.engine import (  # noqa: E402
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import LazyConfig, instantiate
+from detectron2.engine import (
     AMPTrainer,
     SimpleTrainer,
     default_argument_parser,
@@ -41,17 +36,15 @@ from detectron2.engine import (  # noqa: E402
     hooks,
     launch,
 )
-from detectron2.engine.defaults import create_ddp_model  # noqa: E402
-from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
 
-from lite_detr_plugin.config.detrex import (  # noqa: E402
-    DEFORMABLE_LR_FACTOR,
-    DetrexNotFoundError,
-    add_deformable_lr_factor,
-    add_to_sys_path,
-    detrex_root,
-)
+from lite_detr_plugin.config import DEFORMABLE_LR_FACTOR, DetrexNotFoundError, add_deformable_lr_factor, detrex_root
+from lite_detr_plugin.config.detrex import add_to_sys_path
+from lite_detr_plugin.engine import create_ddp_model  # CPU-safe: no device_ids for CPU modules
+
+# This checkout holds projects/lite_dino ...; the package itself is found by being installed.
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 logger = logging.getLogger("detectron2")
 
@@ -125,7 +118,10 @@ def do_test(cfg, model):
     return results
 
 
-def do_train(args, cfg):
+def build_training(args, cfg):
+    """The model (DDP-wrapped with several processes), its trainer with train_net's hooks, and
+    the checkpointer (already resumed or loaded). ``trainer.train(start_iter, max_iter)`` runs it;
+    returns ``(trainer, start_iter)``."""
     model = instantiate(cfg.model)
     logger.info("Model:\n{}".format(model))
     model.to(cfg.train.device)
@@ -166,6 +162,11 @@ def do_train(args, cfg):
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     # A resumed checkpoint stores the iteration that had finished; start after it.
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    return trainer, start_iter
+
+
+def do_train(args, cfg):
+    trainer, start_iter = build_training(args, cfg)
     trainer.train(start_iter, cfg.train.max_iter)
 
 

@@ -1,19 +1,12 @@
-"""Command line of ``tools/convert_checkpoint.py``."""
+"""Command line of ``lite-detr-convert`` (and ``tools/convert_checkpoint.py``)."""
 import argparse
 import json
 import sys
 from typing import Optional, Sequence
 
-from .lite_detr_official import (
-    CLASS_MAPS,
-    ConversionError,
-    convert,
-    extract_state_dict,
-    infer_variant,
-    layout_of,
-    save_detectron2_checkpoint,
-    variant_from_name,
-)
+from .conversion import convert, layout_of, save_detectron2_checkpoint
+from .released import extract_state_dict, infer_variant, variant_from_name
+from .rules import CLASS_MAPS, ConversionError
 
 
 def build_parser() -> argparse.ArgumentParser:

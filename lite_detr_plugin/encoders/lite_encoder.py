@@ -22,15 +22,13 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers.deformable_attention import (
-    VALUE_PLACEMENTS,
-    KeyAwareDeformableAttention,
-    MultiScaleDeformableAttention,
-)
+from ..layers.deformable_attention import VALUE_PLACEMENTS  # also registers "kda" and "msda"
+from ..layers.factory import build_attention
 from ..layers.ffn import FFN
+from ..registry import ATTENTION_REGISTRY, ENCODER_REGISTRY, UnknownComponentError
+from .arguments import check_encoder_arguments
 from .variants import STANDARD, LiteVariant, parse_variant, variant_for_levels
 
-ATTENTIONS = {"kda": KeyAwareDeformableAttention, "msda": MultiScaleDeformableAttention}
 LOW_QUERY_MODES = ("released", "paper")
 
 
@@ -86,6 +84,7 @@ class LiteEncoderLayer(nn.Module):
         return torch.cat([light, full], dim=1)
 
 
+@ENCODER_REGISTRY.register()
 class LiteEncoder(nn.Module):
     """Lite DETR's interleaved encoder with detrex's encoder interface.
 
@@ -99,7 +98,9 @@ class LiteEncoder(nn.Module):
         num_high_levels: H, the lowest-resolution levels that are high-level.
         num_high_updates: A, high-level layers per block.
         num_blocks: B.
-        attention: ``"kda"`` (key-aware) or ``"msda"`` (weights from the query).
+        attention: ``"kda"`` (key-aware), ``"msda"`` (weights from the query), or the
+            name of any attention in ``ATTENTION_REGISTRY`` (see
+            :func:`~lite_detr_plugin.layers.factory.build_attention` for what it must take).
         low_ffn_ratio: λ; the light FFN has ``feedforward_dim // λ`` hidden units.
         low_query_mode: ``"released"`` or ``"paper"`` (see the module docstring).
         value_placement: ``"tokens"``, ``"samples"`` or ``"auto"``: where the value
@@ -136,8 +137,15 @@ class LiteEncoder(nn.Module):
         use_key_proj: bool = False,
     ):
         super().__init__()
-        if attention not in ATTENTIONS:
-            raise ValueError(f"attention must be 'kda' or 'msda', got {attention!r}")
+        check_encoder_arguments(
+            embed_dim=embed_dim, num_heads=num_heads, feedforward_dim=feedforward_dim, num_points=num_points,
+            attn_dropout=attn_dropout, ffn_dropout=ffn_dropout, post_norm=post_norm,
+            use_checkpoint=use_checkpoint, use_key_proj=use_key_proj,
+        )
+        try:
+            attention_class = ATTENTION_REGISTRY.resolve(attention)
+        except UnknownComponentError as exc:
+            raise ValueError(f"LiteEncoder: attention={attention!r} is unknown: {exc}") from None
         if low_query_mode not in LOW_QUERY_MODES:
             raise ValueError(f"low_query_mode must be 'released' or 'paper', got {low_query_mode!r}")
         if value_placement not in VALUE_PLACEMENTS:
@@ -178,7 +186,7 @@ class LiteEncoder(nn.Module):
         self.num_layers = num_layers
         self.num_feature_levels = num_feature_levels
         self.feedforward_dim = feedforward_dim
-        self.attention = attention
+        self.attention = ATTENTION_REGISTRY.short_name(attention_class)
         self.low_query_mode = low_query_mode
         self.value_placement = value_placement
         self.low_ffn_dim = feedforward_dim // low_ffn_ratio
@@ -186,7 +194,8 @@ class LiteEncoder(nn.Module):
         self.pre_norm = False
 
         def make_layer(full_ffn: bool, light_ffn: bool) -> LiteEncoderLayer:
-            attn_kwargs = dict(
+            attention_module = build_attention(
+                attention_class,
                 embed_dim=embed_dim,
                 num_heads=num_heads,
                 num_levels=num_feature_levels,
@@ -194,11 +203,10 @@ class LiteEncoder(nn.Module):
                 dropout=attn_dropout,
                 batch_first=True,
                 value_placement=value_placement,
+                use_key_proj=use_key_proj,
             )
-            if attention == "kda":
-                attn_kwargs["use_key_proj"] = use_key_proj
             return LiteEncoderLayer(
-                ATTENTIONS[attention](**attn_kwargs),
+                attention_module,
                 embed_dim,
                 FFN(embed_dim, feedforward_dim, ffn_dropout) if full_ffn else None,
                 FFN(embed_dim, self.low_ffn_dim, ffn_dropout) if light_ffn else None,
@@ -274,7 +282,7 @@ class LiteEncoder(nn.Module):
             for layer in self.layers:
                 src = self._run(layer, src, src, query_pos, reference_points, *context)
         else:
-            num_low = int(level_start_index[self.num_feature_levels - self.lite.num_high_levels])
+            num_low = self._num_low_tokens(level_start_index, query.shape[1])
             high_pos = None if query_pos is None else query_pos[:, num_low:]
             low_pos = None if query_pos is None else query_pos[:, :num_low]
             high_ref, low_ref = reference_points[:, num_low:], reference_points[:, :num_low]
@@ -291,6 +299,18 @@ class LiteEncoder(nn.Module):
         if self.post_norm_layer is not None:
             src = self.post_norm_layer(src)
         return src
+
+    def _num_low_tokens(self, level_start_index: torch.Tensor, num_tokens: int) -> int:
+        """The number of low-level tokens: where the first high-level level starts.
+
+        The one host read of a forward (a device sync on CUDA). ``.item()`` with
+        ``torch._check`` bounds, not ``int()``: under torch.compile / torch.export it becomes
+        an unbacked size that the slices below accept, with no graph break or guard.
+        """
+        num_low = level_start_index[self.num_feature_levels - self.lite.num_high_levels].item()
+        torch._check(num_low >= 0)
+        torch._check(num_low <= num_tokens)
+        return num_low
 
     def _run(self, layer, query, value, query_pos, reference_points, mask, spatial_shapes, level_start_index,
              num_light_rows: int = 0):

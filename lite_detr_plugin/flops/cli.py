@@ -2,9 +2,10 @@
 
 Without ``--config-file`` (no detectron2/detrex needed) it builds the standard
 DINO-size encoder and every Lite variant of the paper's Tables 4-6, counts them
-with fvcore at one input size in three modes ("paper": eq. (2) with
-value_placement="output"; "paper_exact": eq. (2) with "auto"; "released":
+with fvcore at one input size in three encoder modes (--modes; "paper": eq. (2)
+with value_placement="output"; "paper_exact": eq. (2) with "auto"; "released":
 the released code's layout with "tokens") and prints the comparison with the paper.
+--counting picks the FLOP counting conventions ("paper": fvcore's; "full").
 
 With ``--config-file`` (needs detectron2 and detrex) it counts a whole detector,
 split into backbone / neck / encoder / decoder / other, at a fixed size or
@@ -18,8 +19,8 @@ from collections import Counter
 from typing import List, Optional
 
 from .encoder import parse_size
-from .handles import MODES
-from .report import REPORT_MODES
+from .handles import COUNTINGS
+from .specs import REPORT_MODES
 
 
 def _size(text: str):
@@ -48,9 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--size", type=_size, default="850x1040",
                         help="input height x width (default 850x1040, the size Sparse/Lite DETR count COCO at)")
-    parser.add_argument("--mode", choices=MODES, default="paper",
+    parser.add_argument("--counting", choices=COUNTINGS, default="paper",
                         help="FLOP counting conventions. paper: fvcore's (sampling as grid_sample, element-wise "
                              "free); full: also q·k, softmax and weighted sum")
+    parser.add_argument("--mode", dest="counting", choices=COUNTINGS, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # --counting's former name, still accepted
     parser.add_argument("--modes", nargs="+", choices=tuple(REPORT_MODES), default=list(REPORT_MODES),
                         metavar="MODE",
                         help="the report's encoder modes, among paper (eq. (2), value_placement=output), "
@@ -96,12 +99,14 @@ def _progress(quiet: bool):
 
 
 def run_encoder_report(args) -> int:
-    from .report import build_report, format_report, write_json, write_png
+    from .chart import write_png
+    from .rendering import format_report, write_json
+    from .rows import build_report
 
     size = args.size
     if not args.quiet:
         print(f"lite-detr-flops: tracing encoders at {size[0]}x{size[1]} with fvcore ...", file=sys.stderr)
-    report = build_report(size, mode=args.mode, keys=args.rows, breakdown=not args.no_breakdown,
+    report = build_report(size, counting=args.counting, keys=args.rows, breakdown=not args.no_breakdown,
                           progress=_progress(args.quiet), exact=args.exact, modes=args.modes)
     print(format_report(report))
     if args.json:
@@ -136,7 +141,8 @@ def run_model_report(args) -> int:
             warnings.simplefilter("ignore", category)
         cfg, model = load_detrex_model(args.config_file, opts, swap_encoder=swap, device=args.device)
     if args.dataset:
-        result = averaged_gflops(model, dataset_inputs(cfg, args.dataset, args.num_images), mode=args.mode,
+        result = averaged_gflops(model, dataset_inputs(cfg, args.dataset, args.num_images),
+                                 counting=args.counting,
                                  progress=not args.quiet, total=args.num_images)
         sizes = Counter(f"{h}x{w}" for h, w in result["image_sizes"])
         listed = ", ".join(f"{size} ({n})" for size, n in sizes.most_common(5)) + (", ..." if len(sizes) > 5 else "")
@@ -147,13 +153,13 @@ def run_model_report(args) -> int:
         inputs = fixed_size_inputs(height, width)
         for item in inputs:
             item["image"] = item["image"].to(args.device)
-        result = model_gflops(model, inputs, mode=args.mode)
+        result = model_gflops(model, inputs, counting=args.counting)
         where = f"one {height}x{width} image"
         cells = lambda k: f"{result[k]:.1f}"  # noqa: E731
     keys = ("backbone", "neck", "encoder", "decoder", "other", "total")
     print(f"## GFLOPs of {args.config_file}" + (f" with LiteEncoder {args.swap_encoder}" if swap else ""))
     print()
-    print(f"detectron2's FlopCountAnalysis (fvcore) + lite_detr_plugin.flops handles, {args.mode} mode; "
+    print(f"detectron2's FlopCountAnalysis (fvcore) + lite_detr_plugin.flops handles, {args.counting} counting; "
           f"{where}; device {args.device}.")
     print()
     print(tabulate([[cells(k) for k in keys]], headers=list(keys), tablefmt="github", disable_numparse=True))
@@ -166,7 +172,7 @@ def run_model_report(args) -> int:
         print(f"Uncounted (no handle, none of them deformable attention): {listed}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(dict(config_file=args.config_file, swap_encoder=swap, mode=args.mode, where=where,
+            json.dump(dict(config_file=args.config_file, swap_encoder=swap, counting=args.counting, where=where,
                            **{k: v for k, v in result.items()}), f, indent=2, default=str)
             f.write("\n")
         print(f"\nwrote {args.json}")

@@ -15,7 +15,6 @@ the sampling, and for KDA's "samples" placement the fold of the query into the
 input space. Everything else (offsets, attention weights or query projection,
 output projection, FFN, LayerNorm) is the same in every placement.
 """
-import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -23,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..layers.placement import choosing_by
 from .handles import (
     FUNCTION_OP_NAMES,
     KDA_OP_NAMES,
@@ -58,7 +58,7 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 def level_shapes(height: int, width: int, num_levels: int = 4) -> List[Shape]:
     """Feature-map sizes of a ``height × width`` image: strides 8..64 (each stage halves with ceil)."""
-    from ..testing import feature_shapes
+    from ..encoders.inputs import feature_shapes
 
     return [tuple(s) for s in feature_shapes(height, width, num_levels)]
 
@@ -103,13 +103,13 @@ class _EncoderCall(nn.Module):
 def encoder_inputs(shapes: Sequence[Shape], embed_dim: int = 256, seed: int = 0) -> Dict[str, torch.Tensor]:
     """detrex's encoder keyword arguments for one unpadded image whose levels have ``shapes``.
 
-    The construction of :func:`lite_detr_plugin.testing.detrex_encoder_kwargs`,
+    The construction of :func:`lite_detr_plugin.encoders.inputs.detrex_encoder_kwargs`,
     for explicit level shapes (e.g. only the lowest-resolution levels).
 
     The mask is all False, the valid ratios are 1, the reference points are
     the pixel centres (detrex's ``get_reference_points``), as at evaluation.
     """
-    from ..testing import encoder_reference_points, level_layout, sine_position_embedding
+    from ..encoders.inputs import encoder_reference_points, level_layout, sine_position_embedding
 
     shapes = [tuple(int(v) for v in s) for s in shapes]
     spatial_shapes, level_start_index = level_layout(shapes)
@@ -178,7 +178,7 @@ class EncoderFlops:
     attention_calls: List[AttentionCall]
     unsupported_ops: Counter
     shapes: List[Shape]
-    mode: str
+    counting: str
     prefix: str = "encoder"
     layers: List[str] = field(default_factory=list)
 
@@ -198,37 +198,17 @@ class EncoderFlops:
         return layer_terms(self, layer)
 
 
-@contextlib.contextmanager
-def placement_by_flops(model: nn.Module):
-    """Inside, ``value_placement="auto"`` attentions choose by FLOPs (fvcore's count), not by
-    measured time, so a count does not depend on the machine it runs on."""
-    saved = [(m, m.placement_cost) for m in model.modules() if hasattr(m, "placement_cost")]
-    try:
-        for module, _ in saved:
-            module.placement_cost = "flops"
-        yield model
-    finally:
-        for module, cost in saved:
-            module.placement_cost = cost
-
-
-def _placement(module: nn.Module, num_query: int, num_value: int) -> str:
-    """Where ``module`` applies its value projection for this call ("tokens", "samples" or "output")."""
-    if hasattr(module, "placement"):
-        return module.placement(num_query, num_value)
-    return "samples" if module.uses_samples_placement(num_query, num_value) else "tokens"
-
-
 def _attention_modules(model: nn.Module):
-    from ..layers.deformable_attention import _DeformableAttentionBase
+    from ..layers import KeyAwareDeformableAttention, MultiScaleDeformableAttention
 
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, _DeformableAttentionBase)]
+    kinds = (KeyAwareDeformableAttention, MultiScaleDeformableAttention)
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
 
 
 def count_encoder(
     encoder: nn.Module,
     shapes: Sequence[Shape],
-    mode: str = "paper",
+    counting: str = "paper",
     inputs: Optional[Dict[str, torch.Tensor]] = None,
     require_compiled: bool = True,
 ) -> EncoderFlops:
@@ -239,11 +219,13 @@ def count_encoder(
             ``query_key_padding_mask``, ``spatial_shapes``, ``reference_points``,
             ``level_start_index``, ``valid_ratios``; ``key=value=None``).
         shapes: (H, W) of each feature level, level 0 = highest resolution.
-        mode: "paper" or "full" (see :mod:`lite_detr_plugin.flops.handles`).
+        counting: the counting conventions, "paper" or "full" (see :mod:`lite_detr_plugin.flops.handles`).
         inputs: override the inputs (default :func:`encoder_inputs`).
         require_compiled: raise unless the compiled lite_detr ops are loaded.
 
-    fvcore's own conventions hold: element-wise ops are free (listed in
+    ``value_placement="auto"`` attentions choose by FLOPs inside the count
+    (:func:`lite_detr_plugin.layers.placement.choosing_by`), so a count does not depend on
+    the machine it runs on. fvcore's own conventions hold: element-wise ops are free (listed in
     :data:`~lite_detr_plugin.flops.handles.ELEMENTWISE_OPS`), LayerNorm costs 5
     per element, linear layers and einsums one per multiply-add.
     """
@@ -274,7 +256,7 @@ def count_encoder(
                 value = args[2] if len(args) > 2 and args[2] is not None else query
             q_rows = query.shape[1] if mod.batch_first else query.shape[0]
             v_rows = value.shape[1] if mod.batch_first else value.shape[0]
-            placement = _placement(mod, int(q_rows), int(v_rows))
+            placement = mod.placement(int(q_rows), int(v_rows), cost="flops")
             calls.append(
                 AttentionCall(
                     module=name,
@@ -295,9 +277,9 @@ def count_encoder(
     for name, module in _attention_modules(wrapper):
         hooks.append(module.register_forward_pre_hook(record(name, module), with_kwargs=True))
     try:
-        with torch.no_grad(), placement_by_flops(wrapper):
+        with torch.no_grad(), choosing_by("flops"):
             analysis = FlopCountAnalysis(wrapper, args)
-            register_handles(analysis, mode=mode, ignore_elementwise=True)
+            register_handles(analysis, counting=counting, ignore_elementwise=True)
             analysis.unsupported_ops_warnings(False)
             analysis.uncalled_modules_warnings(False)
             unsupported = check_deformable_ops_counted(analysis)
@@ -322,7 +304,7 @@ def count_encoder(
         attention_calls=calls,
         unsupported_ops=unsupported,
         shapes=[tuple(s) for s in shapes],
-        mode=mode,
+        counting=counting,
         layers=layer_names,
     )
 
@@ -370,7 +352,7 @@ def layer_terms(flops: EncoderFlops, layer: str) -> Dict[str, int]:
     tokens, or on the aggregated output for "output"); ``sampling`` the
     deformable op's sampling; ``einsum`` the "samples" placement's exact
     per-head projection after sampling and KDA's query fold;
-    ``attention_math`` the "full" mode's q·k, softmax and weighted sum.
+    ``attention_math`` "full" counting's q·k, softmax and weighted sum.
     """
     c = flops.by_module_and_operator
     attn = f"{layer}.self_attn"

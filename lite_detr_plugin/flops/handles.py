@@ -9,7 +9,7 @@ released Lite-DETR's ``MSDeformAttnFunction``, and this plugin's
 ``lite_detr::kda_forward`` / ``lite_detr::msda_forward``.
 :func:`register_handles` gives each of them a count.
 
-Modes:
+Counting conventions (the ``counting`` argument, :data:`COUNTINGS`):
 
 * ``"paper"``: fvcore's conventions. A deformable op costs what its sampling
   would cost as ``grid_sample``: ``4 · B · Nq · M · L · P · D`` for every sampled
@@ -23,23 +23,24 @@ Modes:
   ``aten::baddbmm`` (the masked q·kᵀ of ``nn.MultiheadAttention``), which fvcore
   has no handle for.
 
-Both modes also replace fvcore's ``aten::einsum`` handle, which rounds to 4
+Both conventions also replace fvcore's ``aten::einsum`` handle, which rounds to 4
 significant digits, by an exact count of the same quantity (see
 :func:`einsum_handle`); the "samples" value placement computes with einsums.
 
-Both modes count ``aten::grid_sampler`` as fvcore does (4 per output element),
+Both conventions count ``aten::grid_sampler`` as fvcore does (4 per output element),
 so detrex's PyTorch MSDA path (grid_sample) and its CUDA Function agree in the
-"paper" mode. In the "full" mode the PyTorch path's weighted sum is an
+"paper" counting. In the "full" counting the PyTorch path's weighted sum is an
 element-wise ``mul`` + ``sum`` that stays uncounted.
 """
 from collections import Counter
 from typing import Any, Iterable, List, Optional
 
-MODES = ("paper", "full")
+#: The counting conventions: "paper" (fvcore's) and "full" (also q·k, softmax, weighted sum).
+COUNTINGS = ("paper", "full")
 
 #: FLOPs of the bilinear sampling of one output element (fvcore's grid_sampler convention).
 SAMPLING_FLOPS = 4
-#: FLOPs per logit of a softmax in the "full" mode (exp, sum, divide).
+#: FLOPs per logit of a softmax in the "full" counting (exp, sum, divide).
 SOFTMAX_FLOPS = 3
 
 #: Names under which this plugin's compiled ops trace (TorchScript / fvcore).
@@ -116,9 +117,9 @@ ELEMENTWISE_OPS = (
 )
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
+def _check_counting(counting: str) -> None:
+    if counting not in COUNTINGS:
+        raise ValueError(f"counting must be one of {', '.join(map(repr, COUNTINGS))}; got {counting!r}")
 
 
 def _shape(value) -> Optional[List[int]]:
@@ -143,7 +144,7 @@ def _sample_sizes(locations_shape: List[int]):
 
 def deformable_counts(
     name: str,
-    mode: str,
+    counting: str,
     samples: int,
     sampled_channels: int,
     key_channels: int = 0,
@@ -154,7 +155,7 @@ def deformable_counts(
 
     Args:
         name: the counter key of the sampling term (e.g. ``"kda_forward"``).
-        mode: "paper" or "full".
+        counting: "paper" or "full".
         samples: ``B · Nq · M · L · P``, the sampled points over all query heads.
         sampled_channels: channels sampled per point (Dv, or Dk + Dv for a separate key).
         key_channels: Dk, for the ``q·k`` term (0 when the op takes given weights).
@@ -162,7 +163,7 @@ def deformable_counts(
         softmax: whether the op computes the softmax itself (KDA).
     """
     counts = Counter({name: SAMPLING_FLOPS * samples * sampled_channels})
-    if mode == "full":
+    if counting == "full":
         if key_channels:
             counts[f"{name}:qk"] = samples * key_channels
         if softmax:
@@ -171,26 +172,26 @@ def deformable_counts(
     return counts
 
 
-def kda_handle(mode: str = "paper"):
+def kda_handle(counting: str = "paper"):
     """Handle of ``lite_detr::kda_forward(query, key, value, spatial_shapes, level_start_index, locations, scale)``."""
-    _check_mode(mode)
+    _check_counting(counting)
 
     def handle(inputs: List[Any], outputs: List[Any]) -> Counter:
         query, key, value = (_shape(v) for v in inputs[:3])
         B, Nq, M, L, P = _sample_sizes(_shape(inputs[5]))
         Dk, Dv = int(query[-1]), int(value[-1])
         sampled = Dv + (int(key[-1]) if key is not None else 0)
-        return deformable_counts("kda_forward", mode, B * Nq * M * L * P, sampled, Dk, Dv, softmax=True)
+        return deformable_counts("kda_forward", counting, B * Nq * M * L * P, sampled, Dk, Dv, softmax=True)
 
     return handle
 
 
-def msda_handle(mode: str = "paper", name: str = "msda_forward"):
+def msda_handle(counting: str = "paper", name: str = "msda_forward"):
     """Handle of ``lite_detr::msda_forward(value, spatial_shapes, level_start_index, locations, weights)``.
 
     Also serves the ``*DeformAttnFunction`` autograd Functions (same inputs, then ``im2col_step``).
     """
-    _check_mode(mode)
+    _check_counting(counting)
 
     def handle(inputs: List[Any], outputs: List[Any]) -> Counter:
         shapes = [_shape(v) for v in inputs]
@@ -200,14 +201,14 @@ def msda_handle(mode: str = "paper", name: str = "msda_forward"):
             raise ValueError(f"{name}: no 4-D value [B, S, M, D] among the inputs (shapes {shapes})")
         B, Nq, M, L, P = _sample_sizes(locations)
         Dv = int(value[-1])
-        return deformable_counts(name, mode, B * Nq * M * L * P, Dv, 0, Dv, softmax=False)
+        return deformable_counts(name, counting, B * Nq * M * L * P, Dv, 0, Dv, softmax=False)
 
     return handle
 
 
-def grid_sample_handle(mode: str = "paper"):
+def grid_sample_handle(counting: str = "paper"):
     """Handle of ``aten::grid_sampler``: 4 FLOPs per output element, as fvcore (bilinear)."""
-    _check_mode(mode)
+    _check_counting(counting)
 
     def handle(inputs: List[Any], outputs: List[Any]) -> int:
         return SAMPLING_FLOPS * _prod(_shape(outputs[0]))
@@ -242,10 +243,10 @@ def einsum_handle(inputs: List[Any], outputs: List[Any]) -> int:
 
 
 def baddbmm_handle(inputs: List[Any], outputs: List[Any]) -> int:
-    """``aten::baddbmm(input, batch1 [b, n, m], batch2 [b, m, p])`` in the "full" mode: b·n·m·p.
+    """``aten::baddbmm(input, batch1 [b, n, m], batch2 [b, m, p])`` in the "full" counting: b·n·m·p.
 
     ``nn.MultiheadAttention`` computes q·kᵀ with it when given a mask (e.g. H-DETR's
-    decoder self-attention); fvcore has no handle, so the "paper" mode leaves it
+    decoder self-attention); fvcore has no handle, so the "paper" counting leaves it
     uncounted (and listed), as the published counts did.
     """
     b, n, m = _shape(inputs[1])
@@ -254,43 +255,43 @@ def baddbmm_handle(inputs: List[Any], outputs: List[Any]) -> int:
 
 
 def softmax_handle(inputs: List[Any], outputs: List[Any]) -> int:
-    """``aten::softmax`` in the "full" mode: :data:`SOFTMAX_FLOPS` per element."""
+    """``aten::softmax`` in the "full" counting: :data:`SOFTMAX_FLOPS` per element."""
     return SOFTMAX_FLOPS * _prod(_shape(inputs[0]))
 
 
-def handles(mode: str = "paper") -> dict:
+def handles(counting: str = "paper") -> dict:
     """The op handles :func:`register_handles` installs, by traced op name."""
-    _check_mode(mode)
+    _check_counting(counting)
     out = {}
     for name in KDA_OP_NAMES:
-        out[name] = kda_handle(mode)
+        out[name] = kda_handle(counting)
     for name in MSDA_OP_NAMES:
-        out[name] = msda_handle(mode)
+        out[name] = msda_handle(counting)
     for name in FUNCTION_OP_NAMES:
-        out[name] = msda_handle(mode, name=name.split(".", 1)[1])
+        out[name] = msda_handle(counting, name=name.split(".", 1)[1])
     for name in GRID_SAMPLE_OP_NAMES:
-        out[name] = grid_sample_handle(mode)
+        out[name] = grid_sample_handle(counting)
     out["aten::einsum"] = einsum_handle
-    if mode == "full":
+    if counting == "full":
         out["aten::softmax"] = softmax_handle
         out["aten::baddbmm"] = baddbmm_handle
     return out
 
 
-def register_handles(flop_count_analysis, mode: str = "paper", ignore_elementwise: bool = False):
+def register_handles(flop_count_analysis, counting: str = "paper", ignore_elementwise: bool = False):
     """Install the deformable-attention handles on an fvcore (or detectron2) ``FlopCountAnalysis``.
 
     Args:
         flop_count_analysis: a ``fvcore.nn.FlopCountAnalysis`` (detectron2's subclass too).
-        mode: "paper" (fvcore's conventions) or "full" (also q·k, softmax, weighted sum).
+        counting: "paper" (fvcore's conventions) or "full" (also q·k, softmax, weighted sum).
         ignore_elementwise: also mark :data:`ELEMENTWISE_OPS` as free (handle None), so that
-            plain fvcore neither counts nor warns about them. In the "full" mode
+            plain fvcore neither counts nor warns about them. In the "full" counting
             ``aten::softmax`` stays counted.
 
     Returns:
         the same analysis, for chaining.
     """
-    ops = handles(mode)
+    ops = handles(counting)
     if ignore_elementwise:
         free = {name: None for name in ELEMENTWISE_OPS if name not in ops}
         flop_count_analysis.set_op_handle(**free)

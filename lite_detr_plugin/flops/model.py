@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import torch
 from torch import nn
 
-from .encoder import placement_by_flops
+from ..layers.placement import choosing_by
 from .handles import check_deformable_ops_counted, register_handles
 
 PARTS: Dict[str, Tuple[str, ...]] = {
@@ -45,7 +45,8 @@ def _has_detectron2() -> bool:
     return True
 
 
-def flop_count_analysis(model: nn.Module, inputs: Any, mode: str = "paper", use_detectron2: Optional[bool] = None):
+def flop_count_analysis(model: nn.Module, inputs: Any, counting: str = "paper",
+                        use_detectron2: Optional[bool] = None):
     """A ``FlopCountAnalysis`` of ``model`` on ``inputs`` with the deformable-attention handles.
 
     detectron2's subclass (which takes a detectron2 model's list of dicts and
@@ -62,7 +63,7 @@ def flop_count_analysis(model: nn.Module, inputs: Any, mode: str = "paper", use_
     else:
         from fvcore.nn import FlopCountAnalysis
     analysis = FlopCountAnalysis(model, inputs)
-    register_handles(analysis, mode=mode, ignore_elementwise=True)
+    register_handles(analysis, counting=counting, ignore_elementwise=True)
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     return analysis
@@ -92,7 +93,7 @@ def _module_names(analysis, model: nn.Module, parts: Dict[str, Sequence[str]]) -
 def model_gflops(
     model: nn.Module,
     inputs: Any,
-    mode: str = "paper",
+    counting: str = "paper",
     parts: Optional[Dict[str, Sequence[str]]] = None,
     use_detectron2: Optional[bool] = None,
 ) -> Dict[str, Any]:
@@ -103,7 +104,7 @@ def model_gflops(
             or any module with ``backbone`` / ``neck`` / ``transformer.encoder`` /
             ``transformer.decoder`` submodules (absent parts count 0).
         inputs: what the model takes (detectron2's ``[{"image": ...}]`` list, or tensors).
-        mode: "paper" or "full".
+        counting: the counting conventions, "paper" or "full" (see :mod:`~lite_detr_plugin.flops.handles`).
         parts: override :data:`PARTS`.
 
     Returns:
@@ -112,8 +113,8 @@ def model_gflops(
         attention: that raises) and ``modules`` (which module each part is).
     """
     parts = dict(PARTS if parts is None else parts)
-    with torch.no_grad(), placement_by_flops(model):
-        analysis = flop_count_analysis(model, inputs, mode=mode, use_detectron2=use_detectron2)
+    with torch.no_grad(), choosing_by("flops"):  # "auto" placements choose by FLOPs, not by measured time
+        analysis = flop_count_analysis(model, inputs, counting=counting, use_detectron2=use_detectron2)
         unsupported = check_deformable_ops_counted(analysis)
     names = _module_names(analysis, model, parts)
     total = analysis.total()
@@ -229,7 +230,7 @@ def dataset_inputs(cfg, dataset: str, num_images: int) -> Iterator[List[Dict[str
         yield batch
 
 
-def averaged_gflops(model: nn.Module, batches: Iterable[List[Dict[str, Any]]], mode: str = "paper",
+def averaged_gflops(model: nn.Module, batches: Iterable[List[Dict[str, Any]]], counting: str = "paper",
                     progress: bool = True, total: Optional[int] = None) -> Dict[str, Any]:
     """Mean and standard deviation of :func:`model_gflops` over ``batches`` (one image each)."""
     from tqdm import tqdm
@@ -237,7 +238,7 @@ def averaged_gflops(model: nn.Module, batches: Iterable[List[Dict[str, Any]]], m
     results = []
     sizes = []
     for batch in tqdm(batches, total=total, disable=not progress, desc="counting", unit="image"):
-        results.append(model_gflops(model, batch, mode=mode))
+        results.append(model_gflops(model, batch, counting=counting))
         sizes.append(tuple(batch[0]["image"].shape[-2:]))
     if not results:
         raise ValueError("no images to count")

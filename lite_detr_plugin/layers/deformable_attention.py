@@ -17,15 +17,10 @@ the bias and zeroed on padding), and each head's ``[W_m | b_m]`` is applied to i
 weighted sum. For KDA the key side folds into the query:
 ``q_m · (W_m s + b_m w_in) = ([W_m | b_m]ᵀ q_m) · [s, w_in]``. Both placements give
 the same result up to float rounding. "tokens" costs ``S·C²`` per layer, "samples"
-costs in proportion to the queries; "auto" picks the cheaper for each call.
-
-"Cheaper" is a cost model: GEMM multiply-adds plus ``κ`` times the bilinear
-sample-channel reads (:func:`sampling_cost`). ``placement_cost="measured"`` (the
-default) takes ``κ`` from :data:`SAMPLE_COST_FACTOR`, fitted to timings of both
-placements (``tools/benchmark_placement.py``); ``"flops"`` takes ``κ = 1``, fvcore's
-count, which is what the FLOP report's "paper_exact" mode uses. Sampling 257 channels
-per head is far slower than a GEMM multiply-add, so on the CPU "samples" only wins
-when the queries are few next to the tokens (a decoder's 900 queries on 22k tokens).
+costs in proportion to the queries; "auto" picks the cheaper for each call, by the
+cost model of :mod:`lite_detr_plugin.layers.placement` (GEMM multiply-adds plus ``κ``
+times the bilinear sample-channel reads, ``κ`` fitted to timings of both placements;
+the FLOP tools make it choose by FLOPs, ``κ = 1``).
 
 "output" is different: it is the released code's ``value_proj_after`` switch
 (which crashes there). Each head aggregates its own D channels of the raw input
@@ -42,31 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..registry import ATTENTION_REGISTRY
 from ._detrex_compat import DetrexReinitCompatible
-
-VALUE_PLACEMENTS = ("tokens", "samples", "auto", "output")
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-def sampling_cost(num_query: int, num_heads: int, num_levels: int, num_points: int, channels: int) -> int:
-    """Multiply-adds of bilinear sampling, counted as fvcore counts grid_sample (4 per output)."""
-    return 4 * num_query * num_heads * num_levels * num_points * channels
-
-
-#: ``κ``: the time of one :func:`sampling_cost` unit over one GEMM multiply-add, per device
-#: type and attention. CPU: least-squares fit of ``tools/benchmark_placement.py`` (both
-#: placements at 900, 5,523 and 16,700 queries on 22,223 tokens, one thread, AVX-512).
-#: CUDA: not measured (no GPU was available); estimated from the throughput of tensor-core
-#: GEMMs against a gather-bound kernel, which makes "tokens" win at detrex's shapes.
-SAMPLE_COST_FACTOR = {
-    "cpu": {"kda": 10.0, "msda": 5.0},
-    "cuda": {"kda": 100.0, "msda": 100.0},
-}
-PLACEMENT_COSTS = ("measured", "flops")
+from .placement import VALUE_PLACEMENTS, check_choice, choose_placement
 
 
 class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
@@ -89,7 +62,7 @@ class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
         for name, value in (("num_levels", num_levels), ("num_points", num_points), ("num_heads", num_heads)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        _check_choice("value_placement", value_placement, VALUE_PLACEMENTS)
+        check_choice("value_placement", value_placement, VALUE_PLACEMENTS)
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.num_levels = num_levels
@@ -98,7 +71,6 @@ class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
         self.im2col_step = img2col_step  # accepted for detrex compatibility; the op needs no batching
         self.batch_first = batch_first
         self.value_placement = value_placement
-        self.placement_cost = "measured"  # or "flops": see the module docstring
         self.dropout = nn.Dropout(dropout)
         self.sampling_offsets = nn.Linear(embed_dim, num_heads * num_levels * num_points * 2)
         self.value_proj = nn.Linear(embed_dim, embed_dim)
@@ -199,39 +171,15 @@ class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
 
     # -- value projection placement --------------------------------------------
 
-    def _extra_token_cost(self, num_value: int) -> int:
-        """Projection cost per call that "tokens" adds beyond value_proj (e.g. a key projection)."""
-        return 0
-
-    def _extra_sample_cost(self, num_query: int) -> int:
-        """Cost per call that "samples" adds beyond the post-projection (e.g. folding the query)."""
-        return 0
-
-    def placement(self, num_query: int, num_value: int, device_type: str = "cpu") -> str:
-        """Where this call applies the value projection: "tokens", "samples" or "output"."""
-        if self.value_placement != "auto":
-            return self.value_placement
-        return "samples" if self.uses_samples_placement(num_query, num_value, device_type) else "tokens"
-
-    def uses_samples_placement(self, num_query: int, num_value: int, device_type: str = "cpu") -> bool:
-        """Whether this call projects values after sampling (see the module docstring)."""
-        if self.value_placement != "auto":
-            return self.value_placement == "samples"
-        _check_choice("placement_cost", self.placement_cost, PLACEMENT_COSTS)
-        if self.placement_cost == "flops":
-            factor = 1.0
-        else:
-            factors = SAMPLE_COST_FACTOR.get(device_type, SAMPLE_COST_FACTOR["cuda"])
-            factor = factors[self._cost_kind]
-        C, M, L, P = self.embed_dim, self.num_heads, self.num_levels, self.num_points
-        tokens = num_value * C * C + self._extra_token_cost(num_value)
-        tokens = tokens + factor * sampling_cost(num_query, M, L, P, self.head_dim) * self._sampled_tensors()
-        samples = num_query * C * (C + 1) + self._extra_sample_cost(num_query)
-        samples = samples + factor * sampling_cost(num_query, M, L, P, C + 1)
-        return bool(samples < tokens)
-
-    def _sampled_tensors(self) -> int:
-        return 1
+    def placement(self, num_query: int, num_value: int, device_type: str = "cpu", cost: Optional[str] = None) -> str:
+        """Where this call applies the value projection: "tokens", "samples" or "output"
+        (:func:`~lite_detr_plugin.layers.placement.choose_placement` with this module's sizes;
+        ``cost`` "measured" or "flops", default the active cost model)."""
+        return choose_placement(
+            self.value_placement, self._cost_kind, num_query, num_value, self.embed_dim, self.num_heads,
+            self.num_levels, self.num_points, separate_key=getattr(self, "key_proj", None) is not None,
+            device_type=device_type, cost=cost,
+        )
 
     def _head_weights(self, linear: nn.Linear) -> torch.Tensor:
         """``[W_m | b_m]`` per head: ``[M, D, C + 1]``."""
@@ -271,6 +219,7 @@ class _DeformableAttentionBase(DetrexReinitCompatible, nn.Module):
         )
 
 
+@ATTENTION_REGISTRY.register(aliases=("msda",))
 class MultiScaleDeformableAttention(_DeformableAttentionBase):
     """Deformable attention with weights predicted from the query, on lite_detr's op.
 
@@ -329,6 +278,7 @@ class MultiScaleDeformableAttention(_DeformableAttentionBase):
         return query.dtype
 
 
+@ATTENTION_REGISTRY.register(aliases=("kda",))
 class KeyAwareDeformableAttention(_DeformableAttentionBase):
     """Key-aware deformable attention (Lite DETR §3.6, eq. 4).
 
@@ -364,15 +314,6 @@ class KeyAwareDeformableAttention(_DeformableAttentionBase):
         for linear in (self.value_proj, self.query_proj, self.key_proj, self.output_proj):
             if linear is not None:
                 self._init_xavier(linear)
-
-    def _extra_token_cost(self, num_value: int) -> int:
-        return num_value * self.embed_dim * self.embed_dim if self.key_proj is not None else 0
-
-    def _extra_sample_cost(self, num_query: int) -> int:
-        return num_query * self.embed_dim * (self.embed_dim + 1)  # folding the query into the key space
-
-    def _sampled_tensors(self) -> int:
-        return 2 if self.key_proj is not None else 1
 
     def _attend(self, query, value, key_padding_mask, locations, spatial_shapes, level_start_index):
         bs, num_query, _ = query.shape

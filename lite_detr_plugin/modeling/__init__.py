@@ -1,8 +1,10 @@
 """Model-side helpers for the projects.
 
 Only the detrex-free parts are imported here. ``lite_detr_plugin.modeling.dino``
-(``LiteDINO``, ``LiteDINOCriterion``) imports detrex's DINO project when it is
-imported, so configs and tools import it explicitly.
+(``LiteDINO``, ``LiteDINOCriterion``) subclasses detrex's DINO project, which is
+importable once detrex's source root is on ``sys.path``
+(:func:`lite_detr_plugin.config.setup_projects_path`, which ``load_detrex_config``
+calls); configs and tools import it explicitly, after that.
 """
 from .device import is_redirecting, redirect_cuda
 

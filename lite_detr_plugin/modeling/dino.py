@@ -8,17 +8,24 @@ methods inside :func:`~lite_detr_plugin.modeling.device.redirect_cuda`, aimed at
 the device of the model's parameters: on a GPU nothing changes, on a CPU the
 tensors stay on the CPU. Nothing else is overridden.
 
-Importing this module imports detrex's ``projects.dino.modeling`` (the detrex
-source tree is put on ``sys.path`` first), so only configs and tools import it.
+Importing this module imports detrex's ``projects.dino.modeling``, which is
+importable only with detrex's source root on ``sys.path``: call
+:func:`lite_detr_plugin.config.setup_projects_path` first
+(:func:`~lite_detr_plugin.config.load_detrex_config` and ``tools/train_net.py``
+do), or put ``$DETREX_ROOT`` on ``PYTHONPATH``. This module never edits ``sys.path``.
 """
 import torch
 
-from ..config.detrex import setup_projects_path
 from .device import redirect_cuda
 
-setup_projects_path()
-
-from projects.dino.modeling import DINO, DINOCriterion  # noqa: E402  (needs the detrex root on sys.path)
+try:
+    from projects.dino.modeling import DINO, DINOCriterion
+except ImportError as exc:
+    raise ImportError(
+        "lite_detr_plugin.modeling.dino subclasses detrex's projects.dino.modeling, which imports only with the "
+        "detrex source root on sys.path: call lite_detr_plugin.config.setup_projects_path() first "
+        "(load_detrex_config does), or add $DETREX_ROOT to PYTHONPATH"
+    ) from exc
 
 __all__ = ["LiteDINO", "LiteDINOCriterion"]
 

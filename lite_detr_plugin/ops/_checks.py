@@ -20,6 +20,17 @@ def _is_symbolic(t: torch.Tensor) -> bool:
     return is_fake(t)
 
 
+def reads_layout_values(t: torch.Tensor) -> bool:
+    """Whether the checks may read the values of the level layout tensor ``t``.
+
+    Only for real CPU tensors, where a read is no device sync. On CUDA a read would be a
+    device->host copy in every attention call; there the kernels validate the layout
+    themselves (every sample row is bounded by [0, S)), and a caller that holds a host copy
+    (LiteEncoder) checks it once per forward.
+    """
+    return t.device.type == "cpu" and not _is_symbolic(t)
+
+
 def _shape(t: torch.Tensor) -> str:
     return str(list(t.shape))
 
@@ -31,8 +42,6 @@ def _require_tensor(op: str, name: str, t, dim: int, layout: str, device: torch.
         raise ValueError(f"{op}: {name} must be a {dim}-D tensor {layout}, got shape {_shape(t)}")
     if t.device != device:
         raise ValueError(f"{op}: {name} must be on the same device as value ({device}), got {t.device}")
-    if not t.is_contiguous():
-        raise ValueError(f"{op}: {name} must be contiguous; call .contiguous() first")
 
 
 def check_sampling_args(
@@ -80,22 +89,26 @@ def check_sampling_args(
     if Dv < 1:
         raise ValueError(f"{op}: value must have at least one channel, got shape {_shape(value)}")
 
-    if not _is_symbolic(spatial_shapes):
-        shapes = spatial_shapes.tolist()
-        starts = level_start_index.tolist()
-        total = 0
-        for level, ((h, w), start) in enumerate(zip(shapes, starts)):
-            if h < 1 or w < 1:
-                raise ValueError(f"{op}: spatial_shapes[{level}] must be positive (H, W), got ({h}, {w})")
-            if start != total:
-                raise ValueError(
-                    f"{op}: level_start_index[{level}] must be {total} (the sum of H*W of the levels before), "
-                    f"got {start}"
-                )
-            total += h * w
-        if total != S:
-            raise ValueError(f"{op}: sum of H*W over spatial_shapes is {total} but value has S={S} tokens")
+    if reads_layout_values(spatial_shapes):
+        check_level_layout(op, spatial_shapes.tolist(), level_start_index.tolist(), S)
     return dict(B=B, S=S, Mv=Mv, Dv=Dv, Nq=Nq, M=M, L=L, P=P)
+
+
+def check_level_layout(op: str, shapes, starts, num_value: int) -> None:
+    """ValueError unless the host lists ``shapes`` [[H, W], ...] and ``starts`` describe ``num_value``
+    tokens level after level: positive sizes, starts the running sum of H*W, sum of H*W = S."""
+    total = 0
+    for level, ((h, w), start) in enumerate(zip(shapes, starts)):
+        if h < 1 or w < 1:
+            raise ValueError(f"{op}: spatial_shapes[{level}] must be positive (H, W), got ({h}, {w})")
+        if start != total:
+            raise ValueError(
+                f"{op}: level_start_index[{level}] must be {total} (the sum of H*W of the levels before), "
+                f"got {start}"
+            )
+        total += h * w
+    if total != num_value:
+        raise ValueError(f"{op}: sum of H*W over spatial_shapes is {total} but value has S={num_value} tokens")
 
 
 def check_kda_args(

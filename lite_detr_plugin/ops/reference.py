@@ -41,7 +41,9 @@ def sample_levels(
     """
     B, S, Mv, D = feature.shape
     _, Nq, M, L, P, _ = sampling_locations.shape
-    grids = 2 * sampling_locations - 1
+    # Non-finite or far-away locations sample zeros, as the kernels do: ±3 lies wholly outside
+    # (a pixel beyond the border), and grid_sample would turn NaN/inf into NaN.
+    grids = torch.nan_to_num(2 * sampling_locations - 1, nan=-3.0, posinf=3.0, neginf=-3.0).clamp(-3.0, 3.0)
     per_level = []
     for level, (H, W, start) in enumerate(_level_shapes(spatial_shapes, level_start_index)):
         # [B, H*W, Mv, D] -> [B*Mv, D, H, W]
@@ -90,7 +92,7 @@ def kda_reference(
     logits = torch.einsum("bqmd,bqmkd->bqmk", query, keys) * scale
     attention = logits.softmax(dim=-1)
     out = torch.einsum("bqmk,bqmkd->bqmd", attention, values)
-    return out.reshape(B, Nq, -1).to(dtype)
+    return out.reshape(B, Nq, M * values.shape[-1]).to(dtype)  # explicit: Nq may be 0
 
 
 def msda_reference(
@@ -111,4 +113,4 @@ def msda_reference(
     B, Nq = sampling_locations.shape[:2]
     values = sample_levels(value, spatial_shapes, level_start_index, sampling_locations)
     out = torch.einsum("bqmlp,bqmlpd->bqmd", attention_weights, values)
-    return out.reshape(B, Nq, -1).to(dtype)
+    return out.reshape(B, Nq, -1 if Nq else out.shape[2] * out.shape[3]).to(dtype)  # Nq may be 0

@@ -42,7 +42,7 @@ def test_converts_every_key_to_the_detrex_layout(released, name):
 
 @pytest.mark.parametrize("name", sorted(CHECKPOINTS))
 def test_every_released_name_matches_exactly_one_rule(name):
-    from lite_detr_plugin.checkpoint.lite_detr_official import _COMPILED
+    from lite_detr_plugin.checkpoint.rules import _COMPILED
 
     for key in load_layout("official", name):
         hits = [rule for pattern, rule in _COMPILED if pattern.fullmatch(key)]

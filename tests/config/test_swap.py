@@ -15,8 +15,8 @@ from torch import nn
 from lite_detr_plugin import KeyAwareDeformableAttention, LiteEncoder, MultiScaleDeformableAttention
 from lite_detr_plugin import swap_encoder, use_kda_cross_attention
 from lite_detr_plugin.config.swap import build_decoder_with_kda
-from lite_detr_plugin.testing import install_fake_detrex
 
+from ..helpers.fake_detrex import install_fake_detrex
 from .test_registry import tiny_instantiate
 
 

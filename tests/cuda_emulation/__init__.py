@@ -1,6 +1,6 @@
 """The CUDA kernels, tested without a GPU on a host emulator.
 
-gen.py rewrites csrc/kda/cuda/kda_kernel.cu (on every run) into C++ that includes
+gen.py rewrites csrc/deformable_attn/cuda/cuda_kernels.cu (on every run) into C++ that includes
 emu_shim.h, which runs each warp as 32 ucontext fibers and checks warp collectives,
 16-byte alignment, shared memory bounds and launch configurations (what is emulated and
 what is not: see emu_shim.h). conftest.py builds it with torch.utils.cpp_extension.load;

@@ -1,4 +1,4 @@
-"""Session fixture ``emu``: csrc/kda/cuda/kda_kernel.cu, rewritten by gen.py and built on the host.
+"""Session fixture ``emu``: csrc/deformable_attn/cuda/cuda_kernels.cu, rewritten by gen.py and built on the host.
 
 The generated source is derived from the current kernel file on every run. The built
 library is cached in ``$LITE_DETR_EMU_CACHE`` (default ``~/.cache/lite_detr_plugin/emu``;
@@ -44,7 +44,7 @@ def _build(tmp_path_factory) -> pathlib.Path:
 
     source = gen.generate(gen.KERNEL.read_text())
     h = hashlib.sha256()
-    for part in [source, (HERE / "emu_shim.h").read_text(), *sorted(p.read_text() for p in (CSRC / "kda").glob("*.h")),
+    for part in [source, (HERE / "emu_shim.h").read_text(), *sorted(p.read_text() for p in (CSRC / "deformable_attn").glob("*.h")),
                  " ".join(CFLAGS + LDFLAGS), torch.__version__]:
         h.update(part.encode())
     name = "lite_detr_emu_" + h.hexdigest()[:16]
@@ -67,7 +67,7 @@ def _build(tmp_path_factory) -> pathlib.Path:
     start = time.perf_counter()
     cpp_extension.load(
         name=name, sources=[str(cpp)], extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
-        extra_include_paths=[str(CSRC / "kda" / "cuda"), str(HERE)],  # "../kda.h" resolves via csrc/kda/cuda
+        extra_include_paths=[str(CSRC / "deformable_attn" / "cuda"), str(HERE)],  # "../ops.h" resolves via cuda/
         build_directory=str(build_dir), is_python_module=False, verbose=False,
     )
     _BUILD_REPORT.append(f"CUDA emulator: built in {time.perf_counter() - start:.1f} s")

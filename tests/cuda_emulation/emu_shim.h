@@ -1,4 +1,4 @@
-// Host emulation of the CUDA subset used by csrc/kda/cuda/kda_kernel.cu.
+// Host emulation of the CUDA subset used by csrc/deformable_attn/cuda/cuda_kernels.cu.
 // gen.py includes this header first in the rewritten kernel file; see README.md.
 //
 // Emulated (checked) behaviour

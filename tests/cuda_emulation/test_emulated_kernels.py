@@ -1,6 +1,6 @@
-"""The CUDA kernels (csrc/kda/cuda/kda_kernel.cu), run on the host emulator, against the CPU ops.
+"""The CUDA kernels (csrc/deformable_attn/cuda/cuda_kernels.cu), run on the host emulator, against the CPU ops.
 
-Each case runs kda_forward, kda_backward, msda_forward and msda_backward on the emulator
+Each case runs kda_forward, _kda_backward, msda_forward and _msda_backward on the emulator
 (``torch.ops.lite_detr_emu``) and on the compiled CPU ops (``torch.ops.lite_detr``, the
 specification), and compares every output and gradient; the backward of both gets the CPU
 forward's output and logsumexp. It also checks, from the launch log, which kernel
@@ -107,18 +107,18 @@ def run_all(emu, x, scale=None, shift=None, grad_seed=1):
     assert_matches(lse, lse_c, tol, "kda logsumexp")
     g = torch.Generator().manual_seed(grad_seed)
     go = torch.randn(o_c.shape, dtype=torch.float64, generator=g).to(dtype)
-    grads, log["kda_backward"] = emu_call(emu, "kda_backward", moated(go), e["query"], e["key"], e["value"], ss, st,
+    grads, log["kda_backward"] = emu_call(emu, "_kda_backward", moated(go), e["query"], e["key"], e["value"], ss, st,
                                           e["sampling_locations"], moated(o_c), moated(lse_c), scale)
-    grads_c = cpu.kda_backward(go, t["query"], t["key"], t["value"], ss, st, loc, o_c, lse_c, scale)
+    grads_c = cpu._kda_backward(go, t["query"], t["key"], t["value"], ss, st, loc, o_c, lse_c, scale)
     for name, a, b in zip(["grad_query", "grad_key", "grad_value", "grad_loc"], grads, grads_c):
         assert_matches(a, b, gtol * (10 if name == "grad_loc" else 1), f"kda {name}")
 
     m, log["msda_forward"] = emu_call(emu, "msda_forward", e["value"], ss, st, e["sampling_locations"],
                                       e["attention_weights"])
     assert_matches(m, cpu.msda_forward(t["value"], ss, st, loc, w), tol, "msda output")
-    grads, log["msda_backward"] = emu_call(emu, "msda_backward", moated(go), e["value"], ss, st,
+    grads, log["msda_backward"] = emu_call(emu, "_msda_backward", moated(go), e["value"], ss, st,
                                            e["sampling_locations"], e["attention_weights"])
-    grads_c = cpu.msda_backward(go, t["value"], ss, st, loc, w)
+    grads_c = cpu._msda_backward(go, t["value"], ss, st, loc, w)
     for name, a, b in zip(["grad_value", "grad_loc", "grad_weights"], grads, grads_c):
         assert_matches(a, b, gtol * (10 if name == "grad_loc" else 1), f"msda {name}")
     return log
@@ -204,8 +204,8 @@ def test_fast_path_noncontiguous_grad_output(emu):
     assert not go.is_contiguous()
     args = (t["query"], None, t["value"], t["spatial_shapes"], t["level_start_index"], t["sampling_locations"], o,
             lse, 0.125)
-    grads, log = emu_call(emu, "kda_backward", go, *args)
-    for name, a, b in zip(["dq", "dk", "dv", "dloc"], grads, cpu.kda_backward(go.contiguous(), *args)):
+    grads, log = emu_call(emu, "_kda_backward", go, *args)
+    for name, a, b in zip(["dq", "dk", "dv", "dloc"], grads, cpu._kda_backward(go.contiguous(), *args)):
         assert_matches(a, b, TOL[F16] * (40 if name == "dloc" else 4), name)
     expect({"kda_backward": log}, "kda_backward", "fast", F16, 64, shared_key=True)
 
@@ -290,7 +290,7 @@ def test_shared_memory_limit_raises(emu):
     with emu.configured(smem_optin=64 * 1024):
         o, lse = cpu.kda_forward(*args)
         with pytest.raises(RuntimeError, match="bytes of shared memory"):
-            emu.kda_backward(torch.ones_like(o), *args[:-1], o, lse, 0.2)
+            emu._kda_backward(torch.ones_like(o), *args[:-1], o, lse, 0.2)
     launches, errors = emu.take_log()
     assert launches == [] and errors == []
 
@@ -339,7 +339,7 @@ def test_against_reference(emu, dim, path):
     (o, lse), log = emu_call(emu, "kda_forward", t["query"], t["key"], t["value"], ss, st, t["sampling_locations"],
                              scale)
     assert_matches(o, ref.detach(), 1e-10, "kda output")
-    grads, _ = emu_call(emu, "kda_backward", go, t["query"], t["key"], t["value"], ss, st, t["sampling_locations"],
+    grads, _ = emu_call(emu, "_kda_backward", go, t["query"], t["key"], t["value"], ss, st, t["sampling_locations"],
                         o, lse, scale)
     for name, a, b in zip(["query", "key", "value", "loc"], grads, ref_grads):
         assert_matches(a, b, 1e-9, f"kda grad_{name}")
@@ -349,7 +349,7 @@ def test_against_reference(emu, dim, path):
     ref_grads = torch.autograd.grad(ref, [v, loc], go)
     m, _ = emu_call(emu, "msda_forward", t["value"], ss, st, t["sampling_locations"], w)
     assert_matches(m, ref.detach(), 1e-10, "msda output")
-    grads, _ = emu_call(emu, "msda_backward", go, t["value"], ss, st, t["sampling_locations"], w)
+    grads, _ = emu_call(emu, "_msda_backward", go, t["value"], ss, st, t["sampling_locations"], w)
     for name, a, b in zip(["value", "loc"], grads, ref_grads):
         assert_matches(a, b, 1e-9, f"msda grad_{name}")
 
@@ -384,9 +384,9 @@ def test_inconsistent_level_layout(emu, layout):
         w = moated(torch.rand(B, Nq, M, L, P, generator=g, dtype=torch.float64).to(opmath))
         (o, lse), _ = emu_call(emu, "kda_forward", q, k, v, ss, st, loc, dim**-0.5)
         go = moated(torch.randn(o.shape, generator=g).to(dtype))
-        kda_grads, _ = emu_call(emu, "kda_backward", go, q, k, v, ss, st, loc, moated(o), moated(lse), dim**-0.5)
+        kda_grads, _ = emu_call(emu, "_kda_backward", go, q, k, v, ss, st, loc, moated(o), moated(lse), dim**-0.5)
         m, _ = emu_call(emu, "msda_forward", v, ss, st, loc, w)
-        msda_grads, _ = emu_call(emu, "msda_backward", go, v, ss, st, loc, w)
+        msda_grads, _ = emu_call(emu, "_msda_backward", go, v, ss, st, loc, w)
         for name, t in zip(["out", "lse", "msda_out", "dq", "dk", "dv", "dloc", "m_dv", "m_dloc", "m_dw"],
                            [o, lse, m, *kda_grads, *msda_grads]):
             assert torch.isfinite(t.double()).all(), f"{dtype} D={dim}: non-finite {name}"

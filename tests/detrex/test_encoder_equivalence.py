@@ -11,7 +11,10 @@ import torch
 
 from lite_detr_plugin import LiteEncoder, lite_encoder_from_detrex
 from lite_detr_plugin.layers import KeyAwareDeformableAttention, MultiScaleDeformableAttention
-from lite_detr_plugin.testing import detrex_encoder_kwargs, hide_detrex, perturb_parameters_
+from lite_detr_plugin.encoders.inputs import detrex_encoder_kwargs
+
+from ..helpers.fake_detrex import hide_detrex
+from ..helpers.modules import perturb_parameters_
 
 pytestmark = pytest.mark.detrex
 

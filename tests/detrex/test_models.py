@@ -8,7 +8,7 @@ backward; DINO 5scale with ``H3L2-(2+1)x2``. Checked: the encoder is a LiteEncod
 whose attentions kept their own initialisation through detrex's ``init_weights``,
 every encoder parameter gets a gradient, eval forward detects; a standard swap with
 converted weights leaves DINO's detections unchanged; the swapped model node survives
-LazyConfig save/load; and ``lite_detr_plugin.testing.detrex_encoder_kwargs`` reproduces
+LazyConfig save/load; and ``lite_detr_plugin.encoders.inputs.detrex_encoder_kwargs`` reproduces
 the keywords DINO really passes to its encoder.
 """
 import copy
@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from lite_detr_plugin import KeyAwareDeformableAttention, LiteEncoder, lite_encoder_from_detrex, swap_encoder
-from lite_detr_plugin.testing import missing_gradients
+
+from ..helpers.modules import missing_gradients
 
 pytestmark = pytest.mark.detrex
 
@@ -187,7 +188,7 @@ def test_testing_helper_reproduces_dinos_encoder_call(detrex_root, detrex_msda, 
     points, and query_pos = sine embedding + level_embeds."""
     from detectron2.config import instantiate
 
-    from lite_detr_plugin.testing import detrex_encoder_kwargs, image_masks, level_masks, sine_position_embedding
+    from lite_detr_plugin.encoders.inputs import detrex_encoder_kwargs, image_masks, level_masks, sine_position_embedding
 
     cfg = load_config(detrex_root, path, shrink_dino)
     torch.manual_seed(0)

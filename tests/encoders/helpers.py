@@ -4,7 +4,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 
 from lite_detr_plugin import LiteEncoder
-from lite_detr_plugin.testing import detrex_encoder_kwargs, perturb_parameters_
+from lite_detr_plugin.encoders.inputs import detrex_encoder_kwargs
+
+from ..helpers.modules import perturb_parameters_
 
 SMALL = dict(embed_dim=32, num_heads=4, feedforward_dim=64, attn_dropout=0.0, ffn_dropout=0.0, num_points=2)
 

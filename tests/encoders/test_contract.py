@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lite_detr_plugin import LiteEncoder
 from lite_detr_plugin.encoders import LiteEncoderLayer
 from lite_detr_plugin.layers import KeyAwareDeformableAttention, MultiScaleDeformableAttention
-from lite_detr_plugin.testing import detrex_encoder_kwargs
+from lite_detr_plugin.encoders.inputs import detrex_encoder_kwargs
 
 from .helpers import PAPER_VARIANTS_4, VARIANTS_5, load_shared, make_encoder, make_inputs, num_low_tokens
 

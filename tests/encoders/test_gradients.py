@@ -12,8 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from lite_detr_plugin.testing import missing_gradients
-
+from ..helpers.modules import missing_gradients
 from .helpers import PAPER_VARIANTS_4, VARIANTS_5, make_encoder, make_inputs, num_levels_of
 
 CASES = [(v, a, m) for v in PAPER_VARIANTS_4 + VARIANTS_5 for a in ("kda", "msda") for m in ("released", "paper")]

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from lite_detr_plugin import LiteEncoder
-from lite_detr_plugin.testing import hide_detrex, missing_gradients
 
+from ..helpers.fake_detrex import hide_detrex
+from ..helpers.modules import missing_gradients
 from .helpers import load_shared, make_encoder, make_inputs
 from .oracles import paper_encoder, released_encoder
 

@@ -65,7 +65,7 @@ def test_variant_with_more_levels_than_the_model():
     (dict(num_layers=6), r"num_layers=6 contradicts variant H3L1-\(2\+1\)x3.*9 layers"),
     (dict(variant="H3L1-(2+1)x3", num_layers=6), r"num_layers=6 contradicts"),
     (dict(variant="standard", num_layers=0), r"num_layers must be a positive integer"),
-    (dict(attention="mha"), r"attention must be 'kda' or 'msda'"),
+    (dict(attention="mha"), r"attention='mha' is unknown: .*registered: .*kda, msda"),
     (dict(low_query_mode="both"), r"low_query_mode must be 'released' or 'paper'"),
     (dict(value_placement="before"), r"value_placement must be one of .*tokens.*samples.*auto"),
     (dict(low_ffn_ratio=0), r"low_ffn_ratio"),

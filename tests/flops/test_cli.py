@@ -41,6 +41,7 @@ def test_report_json_and_png(tmp_path, capsys):
 
     data = json.loads(json_path.read_text(encoding="utf-8"))
     assert data["size"] == [64, 96]
+    assert data["counting"] == "paper"
     assert data["shapes"] == [[8, 12], [4, 6], [2, 3], [1, 2]]
     rows = data["rows"]
     assert data["modes"] == ["paper", "paper_exact", "released"]
@@ -76,15 +77,20 @@ def test_report_json_and_png(tmp_path, capsys):
     assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
 
 
-def test_rows_filter_and_full_mode(tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--counting", "--mode"])  # --mode: the former name, still accepted
+def test_rows_filter_and_full_counting(tmp_path, capsys, flag):
     json_path = tmp_path / "rows.json"
-    assert main(["--size", "64x64", "--quiet", "--mode", "full", "--rows", "deformable-h2l2-2x3",
+    assert main(["--size", "64x64", "--quiet", flag, "full", "--rows", "deformable-h2l2-2x3",
                  "--no-breakdown", "--json", str(json_path)]) == 0
-    rows = json.loads(json_path.read_text(encoding="utf-8"))["rows"]
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    rows = data["rows"]
     expected = [("deformable-h2l2-2x3", mode) for mode in ("paper", "paper_exact", "released")]
     assert [(r["key"], r["mode"]) for r in rows] == expected
-    assert all(r["flop_mode"] == "full" for r in rows)
-    assert "Per-layer breakdown" not in capsys.readouterr().out
+    assert all(r["counting"] == "full" for r in rows)
+    assert data["counting"] == "full"
+    out = capsys.readouterr().out
+    assert "Per-layer breakdown" not in out
+    assert "(fvcore, full counting conventions)" in out
 
 
 def test_modes_option(tmp_path, capsys):

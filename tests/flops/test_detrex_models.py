@@ -127,5 +127,6 @@ def test_cli_config_file(detrex_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| backbone" in out and "with LiteEncoder H2L2-(2+1)x3" in out
     data = json.loads(out_json.read_text())
+    assert data["counting"] == "paper"
     assert data["encoder"] > 0 and data["total"] == pytest.approx(
         sum(data[k] for k in ("backbone", "neck", "encoder", "decoder", "other")))

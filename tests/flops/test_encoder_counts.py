@@ -59,7 +59,7 @@ def value_side(nq, attention, placement, key=False):
 
 
 def attention_math(nq, attention, placement, key=False):
-    """The "full" mode's extra terms."""
+    """The "full" counting's extra terms."""
     dk = dv = C + 1 if placement == "samples" else D
     if attention == "kda":
         return nq * MLP * dk + 3 * nq * MLP + nq * MLP * dv
@@ -84,7 +84,7 @@ def layer(nq, attention, placement, ffn_rows=None, light_rows=0, mode="paper", k
 @pytest.mark.parametrize("attention", ["msda", "kda"])
 @pytest.mark.parametrize("placement", ["tokens", "samples", "output"])
 def test_standard_encoder(count_mode, attention, placement):
-    flops = count_encoder(encoder(attention=attention, placement=placement), SHAPES, mode=count_mode)
+    flops = count_encoder(encoder(attention=attention, placement=placement), SHAPES, counting=count_mode)
     per_layer = layer(N, attention, placement, mode=count_mode)
     assert flops.total == 2 * per_layer
     assert [flops.module_total(name) for name in flops.layers] == [per_layer, per_layer]
@@ -95,7 +95,7 @@ def test_standard_encoder(count_mode, attention, placement):
 @pytest.mark.parametrize("attention", ["msda", "kda"])
 @pytest.mark.parametrize("placement", ["tokens", "samples", "output"])
 def test_lite_paper_mode(count_mode, attention, placement):
-    flops = count_encoder(encoder("H1L1-(1+1)x1", attention, placement, "paper"), SHAPES, mode=count_mode)
+    flops = count_encoder(encoder("H1L1-(1+1)x1", attention, placement, "paper"), SHAPES, counting=count_mode)
     high = layer(HIGH, attention, placement, mode=count_mode)
     low = layer(LOW, attention, placement, ffn_rows=0, light_rows=LOW, mode=count_mode)  # eq. (2): light FFN only
     assert [flops.module_total(name) for name in flops.layers] == [high, low]
@@ -105,7 +105,7 @@ def test_lite_paper_mode(count_mode, attention, placement):
 @pytest.mark.parametrize("count_mode", ["paper", "full"])
 @pytest.mark.parametrize("attention", ["msda", "kda"])
 def test_lite_released_mode(count_mode, attention):
-    flops = count_encoder(encoder("H1L1-(1+1)x1", attention, "tokens", "released"), SHAPES, mode=count_mode)
+    flops = count_encoder(encoder("H1L1-(1+1)x1", attention, "tokens", "released"), SHAPES, counting=count_mode)
     high = layer(HIGH, attention, "tokens", mode=count_mode)
     # every token queries; the high-level rows take the full FFN, the low-level rows the light one
     low = layer(N, attention, "tokens", ffn_rows=HIGH, light_rows=LOW, mode=count_mode)
@@ -116,7 +116,7 @@ def test_lite_released_mode(count_mode, attention):
 @pytest.mark.parametrize("placement", ["tokens", "samples", "output"])
 def test_kda_with_separate_key(count_mode, placement):
     flops = count_encoder(encoder(attention="kda", placement=placement, key=True, layers=1), SHAPES,
-                          mode=count_mode)
+                          counting=count_mode)
     if placement == "output":
         # key_proj over the tokens, value_proj on the aggregated output, key and value sampled (D channels each)
         expected = layer(N, "kda", "output", mode=count_mode, key=True)
@@ -162,7 +162,7 @@ def test_output_placement_value_side(attention):
 
 
 def test_layer_terms_sum_to_layer_totals():
-    flops = count_encoder(encoder("H1L1-(1+1)x1", "kda", "samples", "released"), SHAPES, mode="full")
+    flops = count_encoder(encoder("H1L1-(1+1)x1", "kda", "samples", "released"), SHAPES, counting="full")
     for name in flops.layers:
         terms = flops.layer_terms(name)
         assert sum(terms.values()) == flops.module_total(name)
@@ -178,7 +178,7 @@ def test_refuses_the_reference_path(monkeypatch):
 
 def test_no_deformable_op_left_unsupported():
     for attention in ("msda", "kda"):
-        flops = count_encoder(encoder("H1L1-(1+1)x1", attention, "auto"), SHAPES, mode="full")
+        flops = count_encoder(encoder("H1L1-(1+1)x1", attention, "auto"), SHAPES, counting="full")
         assert flops.unsupported_ops == {}
         assert any(k.endswith("_forward") for k in flops.by_operator)
 

@@ -1,7 +1,7 @@
 """The op handles, op by op: counts written out by hand from the shapes.
 
 Conventions (fvcore): one multiply-add = 1 FLOP; bilinear sampling = 4 FLOPs
-per sampled output element; element-wise work free ("paper"); the "full" mode
+per sampled output element; element-wise work free ("paper"); the "full" counting
 adds q·k (Dk per logit), the softmax (3 per logit) and the weighted sum (Dv per
 output element) per sampled point.
 """
@@ -56,25 +56,25 @@ class MSDA(nn.Module):
         return ops.msda(value, spatial_shapes, level_start_index, sampling_locations, weights)
 
 
-def count(module, inputs, mode, register=True):
+def count(module, inputs, counting, register=True):
     analysis = FlopCountAnalysis(module, inputs)
     analysis.unsupported_ops_warnings(False)
     if register:
-        register_handles(analysis, mode=mode, ignore_elementwise=True)
+        register_handles(analysis, counting=counting, ignore_elementwise=True)
     with torch.no_grad():
         total = analysis.total()
     return analysis, total
 
 
-@pytest.mark.parametrize("mode", ["paper", "full"])
+@pytest.mark.parametrize("counting", ["paper", "full"])
 @pytest.mark.parametrize("value_heads", [M, 1])
-def test_kda_without_key_samples_once(mode, value_heads):
+def test_kda_without_key_samples_once(counting, value_heads):
     Dv = D if value_heads == M else 7  # a shared value head may be wider (C + 1 in the samples placement)
     query = torch.randn(B, NQ, M, Dv)
     value = torch.randn(B, S, value_heads, Dv)
-    analysis, total = count(KDA(False), (query, value, value, *layout(), locations()), mode)
+    analysis, total = count(KDA(False), (query, value, value, *layout(), locations()), counting)
     expected = 4 * SAMPLES * Dv  # key = value: one sampled tensor
-    if mode == "full":
+    if counting == "full":
         expected += SAMPLES * Dv  # q·k, Dk = Dv
         expected += 3 * SAMPLES  # softmax over the L·P logits
         expected += SAMPLES * Dv  # weighted sum
@@ -83,15 +83,15 @@ def test_kda_without_key_samples_once(mode, value_heads):
     check_deformable_ops_counted(analysis)
 
 
-@pytest.mark.parametrize("mode", ["paper", "full"])
-def test_kda_with_key_samples_key_and_value(mode):
+@pytest.mark.parametrize("counting", ["paper", "full"])
+def test_kda_with_key_samples_key_and_value(counting):
     Dk, Dv = 4, D
     query = torch.randn(B, NQ, M, Dk)
     key = torch.randn(B, S, M, Dk)
     value = torch.randn(B, S, M, Dv)
-    analysis, total = count(KDA(True), (query, key, value, *layout(), locations()), mode)
+    analysis, total = count(KDA(True), (query, key, value, *layout(), locations()), counting)
     expected = 4 * SAMPLES * (Dk + Dv)
-    if mode == "full":
+    if counting == "full":
         expected += SAMPLES * Dk + 3 * SAMPLES + SAMPLES * Dv
         assert analysis.by_operator()["kda_forward:qk"] == SAMPLES * Dk
         assert analysis.by_operator()["kda_forward:softmax"] == 3 * SAMPLES
@@ -99,12 +99,12 @@ def test_kda_with_key_samples_key_and_value(mode):
     assert total == expected
 
 
-@pytest.mark.parametrize("mode", ["paper", "full"])
-def test_msda(mode):
+@pytest.mark.parametrize("counting", ["paper", "full"])
+def test_msda(counting):
     value = torch.randn(B, S, M, D)
     weights = torch.rand(B, NQ, M, L, P)
-    analysis, total = count(MSDA(), (value, *layout(), locations(), weights), mode)
-    expected = 4 * SAMPLES * D + (SAMPLES * D if mode == "full" else 0)
+    analysis, total = count(MSDA(), (value, *layout(), locations(), weights), counting)
+    expected = 4 * SAMPLES * D + (SAMPLES * D if counting == "full" else 0)
     assert total == expected
     assert check_deformable_ops_counted(analysis) == {}
 
@@ -133,12 +133,12 @@ class DetrexStyleMSDA(nn.Module):
 
 
 @pytest.mark.parametrize("name", ["MultiScaleDeformableAttnFunction", "MSDeformAttnFunction"])
-@pytest.mark.parametrize("mode", ["paper", "full"])
-def test_detrex_autograd_function(name, mode):
+@pytest.mark.parametrize("counting", ["paper", "full"])
+def test_detrex_autograd_function(name, counting):
     module = DetrexStyleMSDA(_function_named(name))
     inputs = (torch.randn(B, S, M, D), *layout(), locations(), torch.rand(B, NQ, M, L, P))
-    analysis, total = count(module, inputs, mode)
-    assert total == 4 * SAMPLES * D + (SAMPLES * D if mode == "full" else 0)
+    analysis, total = count(module, inputs, counting)
+    assert total == 4 * SAMPLES * D + (SAMPLES * D if counting == "full" else 0)
     assert analysis.by_operator()[name] == 4 * SAMPLES * D
     assert check_deformable_ops_counted(analysis) == {}
 
@@ -166,11 +166,11 @@ class GridSample(nn.Module):
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-@pytest.mark.parametrize("mode", ["paper", "full"])
-def test_grid_sample_four_per_output(mode):
+@pytest.mark.parametrize("counting", ["paper", "full"])
+def test_grid_sample_four_per_output(counting):
     x = torch.randn(2, 3, 5, 6)
     grid = torch.rand(2, 4, 7, 2) * 2 - 1
-    analysis, total = count(GridSample(), (x, grid), mode)
+    analysis, total = count(GridSample(), (x, grid), counting)
     assert total == 4 * (2 * 3 * 4 * 7)
     assert check_deformable_ops_counted(analysis) == {}
 
@@ -180,17 +180,17 @@ class Softmax(nn.Module):
         return x.softmax(-1) * 2 + 1
 
 
-@pytest.mark.parametrize("mode, expected", [("paper", 0), ("full", 3 * 2 * 3 * 4)])
-def test_softmax_free_in_paper_mode_counted_in_full(mode, expected):
-    analysis, total = count(Softmax(), (torch.randn(2, 3, 4),), mode)
+@pytest.mark.parametrize("counting, expected", [("paper", 0), ("full", 3 * 2 * 3 * 4)])
+def test_softmax_free_in_paper_mode_counted_in_full(counting, expected):
+    analysis, total = count(Softmax(), (torch.randn(2, 3, 4),), counting)
     assert total == expected
     assert analysis.unsupported_ops() == {}  # mul/add are free and listed, so fvcore does not warn
 
 
 def test_register_handles_rejects_unknown_mode():
     analysis = FlopCountAnalysis(Softmax(), (torch.randn(2, 3),))
-    with pytest.raises(ValueError, match="mode"):
-        register_handles(analysis, mode="exact")
+    with pytest.raises(ValueError, match="counting must be one of"):
+        register_handles(analysis, counting="exact")
 
 
 class Einsum(nn.Module):
@@ -210,9 +210,9 @@ class MaskedScores(nn.Module):
         return torch.baddbmm(mask, q, k.transpose(1, 2))
 
 
-@pytest.mark.parametrize("mode, expected", [("paper", 0), ("full", 6 * 5 * 4 * 7)])
-def test_baddbmm_counted_in_full_mode(mode, expected):
+@pytest.mark.parametrize("counting, expected", [("paper", 0), ("full", 6 * 5 * 4 * 7)])
+def test_baddbmm_counted_in_full_mode(counting, expected):
     inputs = (torch.zeros(6, 5, 7), torch.randn(6, 5, 4), torch.randn(6, 7, 4))
-    analysis, total = count(MaskedScores(), inputs, mode)
+    analysis, total = count(MaskedScores(), inputs, counting)
     assert total == expected
-    assert ("aten::baddbmm" in analysis.unsupported_ops()) == (mode == "paper")
+    assert ("aten::baddbmm" in analysis.unsupported_ops()) == (counting == "paper")

@@ -6,6 +6,8 @@ from torch import nn
 from lite_detr_plugin import ops
 from lite_detr_plugin.encoders import LiteEncoder
 from lite_detr_plugin.flops import model_gflops
+from lite_detr_plugin.layers import MultiScaleDeformableAttention
+from lite_detr_plugin.layers.placement import active_cost
 
 C, M, P, F = 16, 2, 2, 32
 H, W = 4, 6
@@ -77,3 +79,33 @@ def test_missing_parts_count_zero():
     result = model_gflops(model, (torch.randn(2, 4),))
     assert result["encoder"] == result["backbone"] == 0
     assert result["other"] * 1e9 == pytest.approx(2 * 4 * 5)
+
+
+class CrossAttention(nn.Module):
+    """A decoder-style MSDA call: NQ queries on one NV-token map, value_placement="auto"."""
+
+    def __init__(self):
+        super().__init__()
+        self.decoder = MultiScaleDeformableAttention(C, M, 1, P, dropout=0.0, batch_first=True)
+
+    def forward(self, query, memory):
+        reference_points = torch.full((1, query.shape[1], 1, 2), 0.5)
+        return self.decoder(query, value=memory, reference_points=reference_points,
+                            spatial_shapes=torch.tensor([[2, 3]]), level_start_index=torch.tensor([0]))
+
+
+def test_auto_placement_counted_by_flops_not_by_measured_time():
+    """2 queries on 6 tokens: by FLOPs "samples" is cheaper, by measured CPU time "tokens" (κ = 5).
+    The count is of "samples", and the cost model in use is "measured" again afterwards."""
+    NQ, NV = 2, 6
+    model = CrossAttention().eval()
+    assert model.decoder.placement(NQ, NV, "cpu") == "tokens"
+    assert model.decoder.placement(NQ, NV, "cpu", cost="flops") == "samples"
+    result = model_gflops(model, (torch.randn(1, NQ, C), torch.randn(1, NV, C)), use_detectron2=False)
+    common = NQ * C * (M * P * 2) + NQ * C * (M * P) + NQ * C * C  # offsets, weights, output_proj
+    samples = NQ * C * (C + 1) + 4 * NQ * M * P * (C + 1)  # per-head projection after sampling C + 1 channels
+    tokens = NV * C * C + 4 * NQ * M * P * (C // M)
+    assert result["decoder"] * 1e9 == pytest.approx(common + samples)
+    assert common + samples != common + tokens
+    assert active_cost() == "measured"
+    assert model.decoder.placement(NQ, NV, "cpu") == "tokens"

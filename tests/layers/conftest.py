@@ -1,13 +1,2 @@
 """Fixtures of this folder (the shared markers and seeding live in tests/conftest.py)."""
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """The inputs here are tiny: intra-op threads only add contention on a shared CPU
-    (10 ms vs 100-1000 ms per encoder forward on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from ..helpers.fixtures import single_thread  # noqa: F401  (autouse: tiny inputs, one intra-op thread)

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from lite_detr_plugin.layers import KeyAwareDeformableAttention, MultiScaleDeformableAttention
-from lite_detr_plugin.testing import detrex_encoder_kwargs, perturb_parameters_
+from lite_detr_plugin.encoders.inputs import detrex_encoder_kwargs
 from tests.encoders.oracles import deformable_attention
+
+from ..helpers.modules import perturb_parameters_
 
 C, M, L, P = 32, 4, 4, 2
 ATTENTIONS = [
@@ -313,30 +315,3 @@ def test_wrong_geometry_is_a_value_error(cls):
         cross_attention_call(attn, dict(inputs, reference_points=inputs["reference_points"][..., :1]))
     with pytest.raises(ValueError, match="required"):
         cross_attention_call(attn, dict(inputs, reference_points=None))
-
-
-@pytest.mark.parametrize("cls", [KeyAwareDeformableAttention, MultiScaleDeformableAttention])
-def test_auto_placement_picks_samples_for_few_queries_and_tokens_for_all(cls):
-    attn = cls(embed_dim=256, num_heads=8, num_levels=4, num_points=4, value_placement="auto")
-    assert attn.uses_samples_placement(num_query=900, num_value=22223)  # decoder cross-attention
-    assert not attn.uses_samples_placement(num_query=22223, num_value=22223)  # every token queries
-    assert cls(embed_dim=32, num_heads=4, value_placement="samples").uses_samples_placement(22223, 22223)
-    assert not cls(embed_dim=32, num_heads=4, value_placement="tokens").uses_samples_placement(1, 22223)
-
-
-@pytest.mark.parametrize("cls", [KeyAwareDeformableAttention, MultiScaleDeformableAttention])
-def test_auto_placement_cost_models(cls):
-    """A Lite high-level update (5,523 queries on 22,223 tokens): by FLOPs projecting after
-    sampling is cheaper, but reading 257 channels per head costs more time on the CPU than
-    the GEMM it saves (measured, tools/benchmark_placement.py), so "measured" projects the
-    tokens; on CUDA, with tensor-core GEMMs, even the decoder's 900 queries project the tokens."""
-    attn = cls(embed_dim=256, num_heads=8, num_levels=4, num_points=4, value_placement="auto")
-    assert attn.placement_cost == "measured"
-    assert attn.placement(5523, 22223, "cpu") == "tokens"
-    assert attn.placement(900, 22223, "cpu") == "samples"
-    assert attn.placement(900, 22223, "cuda") == "tokens"
-    attn.placement_cost = "flops"
-    assert attn.placement(5523, 22223, "cpu") == "samples"
-    attn.placement_cost = "fast"
-    with pytest.raises(ValueError, match="placement_cost"):
-        attn.placement(5523, 22223)

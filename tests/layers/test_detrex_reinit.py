@@ -17,10 +17,10 @@ from torch import nn
 from lite_detr_plugin import LiteEncoder
 from lite_detr_plugin.layers import KeyAwareDeformableAttention, MultiScaleDeformableAttention
 from lite_detr_plugin.layers._detrex_compat import detrex_attention_class
-from lite_detr_plugin.testing import detrex_transformer_init, hide_detrex, install_fake_detrex
 from tests.encoders.helpers import make_inputs
 
 from .test_attention import detrex_offset_bias
+from ..helpers.fake_detrex import detrex_transformer_init, hide_detrex, install_fake_detrex
 
 SMALL = dict(embed_dim=32, num_heads=4, feedforward_dim=64, num_points=2, attn_dropout=0.0, ffn_dropout=0.0)
 

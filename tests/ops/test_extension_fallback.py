@@ -1,11 +1,12 @@
 """Loading of the compiled library, and the PyTorch fallback when it cannot load.
 
-The fallback runs in a fresh interpreter in which ``lite_detr_plugin._C``
-cannot be imported; its results are compared with the compiled op's in this
+The fallback runs in a fresh interpreter in which the library ``lite_detr_plugin/_C*.so``
+is missing or cannot be loaded with ``torch.ops.load_library``; its results are compared with the compiled op's in this
 process, on the same inputs.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,7 +28,7 @@ def test_compiled_library_is_loaded():
     assert ops.has_kernel("cpu")
     assert "cpu" in ops.build_info().split(";")
     assert ops.has_kernel("cuda") == ("cuda" in ops.build_info().split(";"))
-    for name in ("kda_forward", "kda_backward", "msda_forward", "msda_backward"):
+    for name in ("kda_forward", "_kda_backward", "msda_forward", "_msda_backward"):
         assert hasattr(torch.ops.lite_detr, name), name
 
 
@@ -38,27 +39,24 @@ def test_compiled_path_does_not_warn(recwarn):
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
-# Blocks lite_detr_plugin._C before the package is imported, one way or another.
+# Makes the library unavailable before the package is imported, one way or another.
 BLOCKERS = {
-    # `import` of a module whose sys.modules entry is None raises ImportError.
-    "ImportError": "sys.modules['lite_detr_plugin._C'] = None",
+    # No library file: the package runs from a copy of its sources without _C*.so (see below).
+    "ImportError": "",
     # A library that exists but fails to load (missing symbol, wrong torch) raises OSError.
     "OSError": textwrap.dedent(
         """
-        import importlib.abc
-        class _Broken(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name == 'lite_detr_plugin._C':
-                    raise OSError('undefined symbol: _ZN3c104impl8GPUTrace')
-        sys.meta_path.insert(0, _Broken())
+        def _broken(path):
+            raise OSError(path + ': undefined symbol: _ZN3c104impl8GPUTrace')
+        torch.ops.load_library = _broken
         """
     ),
 }
 
 FALLBACK_SCRIPT = """
 import json, sys, warnings
-{blocker}
 import torch
+{blocker}
 import lite_detr_plugin
 from lite_detr_plugin import ops
 from tests.ops.helpers import MSDA_GRAD_NAMES, call_kda, call_msda, forward_backward
@@ -90,9 +88,16 @@ def test_fallback_without_compiled_library(error, tmp_path):
     names = kda_grad_names(x)
     torch.save(x.tensors, tmp_path / "inputs.pt")
     script = FALLBACK_SCRIPT.format(blocker=BLOCKERS[error], kda_names=names)
+    env, cwd = dict(os.environ), REPO_ROOT
+    if error == "ImportError":
+        # The package's sources without the built library, ahead of the repository on the path.
+        shutil.copytree(os.path.join(REPO_ROOT, "lite_detr_plugin"), tmp_path / "pkg" / "lite_detr_plugin",
+                        ignore=shutil.ignore_patterns("_C*", "__pycache__"))
+        cwd = str(tmp_path / "pkg")
+        env["PYTHONPATH"] = os.pathsep.join([cwd, REPO_ROOT, env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "inputs.pt"), str(tmp_path / "outputs.pt")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])

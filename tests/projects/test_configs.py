@@ -26,7 +26,10 @@ def _expected(path):
     """(variant, attention, decoder KDA) that a config's file name promises."""
     name = os.path.basename(path)
     if "/tiny_cpu/" in path:
-        return "H3L1-(2+1)x3", "kda", "lite_dino" in name
+        decoder_kda = "/projects/lite_dino/" in path  # Lite-DINO's tiny configs keep its KDA decoder
+        if name.startswith("dino_"):  # the standard-encoder baseline of the trade-off study
+            return "standard", "msda", decoder_kda
+        return "H3L1-(2+1)x3", "kda", decoder_kda
     h, low, a, b = re.search(r"_h(\d)l(\d)_(\d)x(\d)_", name).groups()
     variant = f"H{h}L{low}-({a}+1)x{b}"
     skipscale = name.endswith("_skipscale.py")
@@ -36,7 +39,8 @@ def _expected(path):
 
 def test_configs_are_found():
     names = [os.path.relpath(c, REPO_ROOT) for c in CONFIGS]
-    assert len([n for n in names if n.startswith("projects/lite_dino/")]) == 25
+    # 18 R50 + 6 Swin-T + the R50 zoom-out config; 3 tiny ones (Lite, zoom-out, standard-encoder baseline)
+    assert len([n for n in names if n.startswith("projects/lite_dino/")]) == 28
     assert len([n for n in names if n.startswith("projects/lite_h_detr/")]) == 9
     assert len([n for n in names if n.startswith("projects/lite_deformable_detr/")]) == 11
     assert not any("/models/" in n for n in names)

@@ -7,43 +7,12 @@ FFNs of width 512, 3 decoder layers, 100 queries, the synthetic shapes dataset
 validation images. Only for trying the pipeline: the encoder and losses are the
 full Lite-Deformable-DETR ones.
 """
-from detectron2.config import LazyCall as L
-from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import MultiStepParamScheduler
-
-from lite_detr_plugin.data import synthetic_dataloader
-from lite_detr_plugin.modeling.tiny import tiny_resnet_backbone, tiny_transformer
+from lite_detr_plugin.config.tiny import tiny_cpu
 
 from ..lite_deformable_detr_r50_h3l1_2x3_two_stage_50ep import dataloader, model, optimizer, train
 
-# model: small backbone, narrower FFNs, 3 decoder layers, 3 classes, fewer queries
-tiny_resnet_backbone(model, depth=18)
-tiny_transformer(model, feedforward_dim=512, num_decoder_layers=3)
-model.num_classes = 3
-model.criterion.num_classes = 3
+lr_multiplier = tiny_cpu(model, dataloader, optimizer, train, output_dir="./output/tiny_cpu/lite_deformable_detr")
+
+# the detector's own query counts, made small
 model.num_queries = 100
 model.select_box_nums_for_evaluation = 100
-model.device = "cpu"
-
-# data: the synthetic shapes dataset
-synthetic_dataloader(dataloader, batch_size=4, num_workers=1)
-
-# optimisation: the backbone trains from scratch, so at the full learning rate
-optimizer.lr = 2e-4
-optimizer.params.lr_factor_func = lambda name: 1.0
-train.max_iter = 300
-lr_multiplier = L(WarmupParamScheduler)(
-    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1], milestones=[250, 300]),
-    warmup_length=20 / 300,
-    warmup_method="linear",
-    warmup_factor=0.01,
-)
-
-train.init_checkpoint = ""
-train.device = "cpu"
-train.seed = 0
-train.eval_period = 300
-train.log_period = 20
-train.checkpointer.period = 1000  # > max_iter: only model_final.pth is written
-train.output_dir = "./output/tiny_cpu/lite_deformable_detr"
-dataloader.evaluator.output_dir = "${...train.output_dir}"

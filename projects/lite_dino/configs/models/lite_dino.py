@@ -12,11 +12,13 @@
 Everything else (backbone, neck, decoder, losses, schedule, data) is detrex's.
 """
 from lite_detr_plugin.config import swap_encoder
-from lite_detr_plugin.modeling.dino import LiteDINO, LiteDINOCriterion
 
 
 def lite_dino(cfg, variant: str, attention: str = "kda", decoder_kda: bool = True):
     """Edits a loaded detrex DINO config (with ``cfg.model``) in place and returns it."""
+    # imported here: detrex's DINO project is importable once load_detrex_config has run
+    from lite_detr_plugin.modeling.dino import LiteDINO, LiteDINOCriterion
+
     cfg.model._target_ = LiteDINO
     cfg.model.criterion._target_ = LiteDINOCriterion
     swap_encoder(cfg, variant, attention=attention, decoder_kda=decoder_kda)
