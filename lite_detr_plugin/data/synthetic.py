@@ -18,11 +18,13 @@ Generation is deterministic (same seed and parameters, same bytes) and
 idempotent (an existing dataset with the same parameters is kept). Only numpy,
 Pillow and json are needed; :func:`register_synthetic_dataset` imports detectron2.
 """
+import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -45,6 +47,7 @@ CATEGORIES = (
 )
 BACKGROUND_RANGE = (50, 205)  # background grey levels; shape colours leave it in one channel
 SPLITS = ("train", "val")
+MAX_OBJECTS = 100  # placement tries 50 boxes per wanted shape: more would only be slow
 
 
 def default_synthetic_root() -> str:
@@ -205,64 +208,130 @@ def generate_synthetic_coco(
         min_size: smallest box side in pixels (the largest is 60% of the shorter side).
 
     A dataset generated with other parameters by this function is replaced; a
-    non-empty folder that is not such a dataset raises ``FileExistsError``. The
-    files are written into a temporary sibling folder and moved into place, so
-    concurrent callers (several training processes) never see a half-written set.
+    non-empty folder that is not such a dataset raises ``FileExistsError``.
+    Several processes may call this at once (the ranks of a multi-process
+    training): a lock file beside ``root`` lets one generate while the others
+    wait and then find its dataset. The files are written into a temporary
+    sibling folder and renamed into place, so no reader ever sees a half-written
+    set, and where the lock is unavailable every outcome of the race (root
+    appearing, disappearing or replaced meanwhile) ends in one complete dataset.
+
+    Raises:
+        ValueError: a parameter out of range (the message names it).
     """
     root = os.path.abspath(root or default_synthetic_root())
+    _check_parameters(num_train, num_val, image_size, seed, max_objects, min_size)
     height, width = (int(s) for s in image_size)
+    parameters = _parameters(num_train, num_val, (height, width), seed, max_objects, min_size)
+    if _matches(root, parameters):
+        return root
+    parent = os.path.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    with _exclusive(os.path.join(parent, f".{os.path.basename(root)}.lock")):
+        if _matches(root, parameters):  # another process generated it while we waited
+            return root
+        _refuse_foreign(root)
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
+        try:
+            _write_dataset(staging, parameters)
+            _move_into_place(staging, root, parameters)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def _check_parameters(num_train, num_val, image_size, seed, max_objects, min_size) -> None:
+    for name, value in (("num_train", num_train), ("num_val", num_val), ("max_objects", max_objects),
+                        ("min_size", min_size), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
-    if max_objects < 1:
-        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+    if not 1 <= max_objects <= MAX_OBJECTS:
+        raise ValueError(f"max_objects must be in [1, {MAX_OBJECTS}], got {max_objects}")
+    try:
+        height, width = image_size
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size must be (H, W), got {image_size!r}") from None
+    for side in (height, width):
+        if isinstance(side, bool) or not isinstance(side, (int, np.integer)) or not 8 <= side <= 4096:
+            raise ValueError(f"image_size must be two integers in [8, 4096], got {image_size!r}")
     if min_size < 2 or min_size >= min(height, width):
         raise ValueError(f"min_size must be in [2, min(image_size)), got {min_size} for {image_size}")
-    parameters = _parameters(num_train, num_val, (height, width), seed, max_objects, min_size)
+
+
+def _matches(root: str, parameters: Dict) -> bool:
     manifest = _read_manifest(root)
-    if manifest is not None and manifest.get("parameters") == parameters:
-        return root
-    if os.path.isdir(root) and os.listdir(root) and manifest is None:
+    return manifest is not None and manifest.get("parameters") == parameters
+
+
+def _refuse_foreign(root: str) -> None:
+    try:
+        entries = os.listdir(root)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise FileExistsError(f"{root} exists and is a file, not a synthetic_shapes dataset") from None
+    if entries and _read_manifest(root) is None:
         raise FileExistsError(
             f"{root} exists and is not a synthetic_shapes dataset (no manifest.json); "
             "choose another root or remove it"
         )
 
-    parent = os.path.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
+
+@contextlib.contextmanager
+def _exclusive(lock_path: str) -> Iterator[None]:
+    """An advisory lock across processes (POSIX ``flock``); a no-op where there is none."""
     try:
-        rng = np.random.default_rng(seed)
-        # One independent stream per split, so the val split does not depend on num_train.
-        streams = dict(zip(SPLITS, rng.spawn(len(SPLITS))))
-        for split, count in (("train", num_train), ("val", num_val)):
-            _write_split(staging, split, count, streams[split], parameters)
-        with open(os.path.join(staging, "manifest.json"), "w", encoding="utf-8") as f:
-            json.dump({"parameters": parameters}, f, sort_keys=True, indent=1)
-        os.chmod(staging, 0o755)
-        if manifest is not None:  # ours, with other parameters: replace it
-            shutil.rmtree(root, ignore_errors=True)
-        elif os.path.isdir(root):
-            os.rmdir(root)  # empty
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the rename logic alone keeps it safe
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _write_dataset(folder: str, parameters: Dict) -> None:
+    rng = np.random.default_rng(parameters["seed"])
+    # One independent stream per split, so the val split does not depend on num_train.
+    streams = dict(zip(SPLITS, rng.spawn(len(SPLITS))))
+    for split in SPLITS:
+        _write_split(folder, split, parameters[f"num_{split}"], streams[split], parameters)
+    with open(os.path.join(folder, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump({"parameters": parameters}, f, sort_keys=True, indent=1)
+    os.chmod(folder, 0o755)
+
+
+def _move_into_place(staging: str, root: str, parameters: Dict) -> None:
+    """Renames the complete ``staging`` folder to ``root``, whatever another process did meanwhile."""
+    for _attempt in range(5):
+        if _matches(root, parameters):
+            return  # someone else's identical dataset is already in place
+        # Move an old dataset (ours, other parameters) or an empty folder out of the way atomically.
+        if os.path.isdir(root):
+            _refuse_foreign(root)
+            trash = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.old-", dir=os.path.dirname(root))
+            try:
+                os.rename(root, os.path.join(trash, "dataset"))
+            except FileNotFoundError:
+                pass  # removed by another process: fine
+            finally:
+                shutil.rmtree(trash, ignore_errors=True)
         try:
             os.rename(staging, root)
-        except OSError:
-            # Someone else finished first; keep theirs if it matches.
-            if not synthetic_dataset_exists(root, **_public(parameters)):
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
-
-
-def _public(parameters: Dict) -> Dict:
-    return dict(
-        num_train=parameters["num_train"],
-        num_val=parameters["num_val"],
-        image_size=tuple(parameters["image_size"]),
-        seed=parameters["seed"],
-        max_objects=parameters["max_objects"],
-        min_size=parameters["min_size"],
-    )
+            # root reappeared between our move and our rename: look again
+    if not _matches(root, parameters):
+        raise RuntimeError(f"could not move the synthetic dataset into {root}: it keeps being replaced")
 
 
 def register_synthetic_dataset(
