@@ -1,0 +1,339 @@
+"""ONNX export of modules and whole detrex detectors with the ``lite_detr::`` op translations.
+
+:func:`export_module` exports any module that calls the ops (an attention, a
+``LiteEncoder``); :func:`export_onnx` exports a detrex DINO / H-DETR / Deformable
+DETR through :class:`~lite_detr_plugin.export.wrapper.ExportWrapper` and checks
+the graph in ONNX Runtime against eager. Both use
+``torch.onnx.export(dynamo=True)`` with :func:`~.translations.translation_table`;
+the graph is built at opset 18 and converted down with ONNX's version
+converter for opsets 16 and 17. Failures surface as :class:`ExportError`, one
+line that names the cause, never the exporter's report.
+"""
+import contextlib
+import copy
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .. import ops
+from .detrex_modules import swap_detrex_attention
+from .translations import TRT_DOMAIN, check_choices, translation_table
+from .wrapper import ExportWrapper
+
+OUTPUT_NAMES = ("scores", "labels", "boxes")
+
+
+class ExportError(RuntimeError):
+    """The export (or its check) failed; the message is one line."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` produced."""
+
+    path: Optional[str]
+    model: object  # onnx.ModelProto
+    node_counts: Dict[str, int]
+    file_bytes: int
+    max_abs_diff: Dict[str, float] = field(default_factory=dict)  # "scores", "boxes" (empty without a check)
+
+
+def require_onnx() -> None:
+    """ExportError naming the missing deploy extras."""
+    missing = []
+    for name in ("onnx", "onnxscript"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ExportError(
+            f"ONNX export needs {' and '.join(missing)}: pip install 'lite_detr_plugin[deploy]'"
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    """The innermost cause of an exporter failure, first line only."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    lines = [line.strip() for line in str(root).strip().splitlines() if line.strip()]
+    return f"{type(root).__name__}: {lines[0] if lines else ''}"
+
+
+def node_counts(model) -> Dict[str, int]:
+    """Node counts by (domain-qualified) op type, most frequent first."""
+    counts = Counter(
+        (f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type)
+        for node in model.graph.node
+    )
+    return dict(counts.most_common())
+
+
+def keep_softmax_fp32(model):
+    """Every float16 Softmax computes in float32 (a Cast before and after), in place; returns ``model``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {info.name: info.type.tensor_type.elem_type for info in inferred.graph.value_info}
+    types.update({info.name: info.type.tensor_type.elem_type for info in inferred.graph.input})
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type == "Softmax" and types.get(node.input[0]) == TensorProto.FLOAT16:
+            up, out = f"{node.input[0]}__fp32", node.output[0]
+            nodes.append(helper.make_node("Cast", [node.input[0]], [up], to=TensorProto.FLOAT, name=f"{node.name}_up"))
+            node.input[0] = up
+            node.output[0] = f"{out}__fp32"
+            nodes.append(node)
+            nodes.append(helper.make_node("Cast", [node.output[0]], [out], to=TensorProto.FLOAT16,
+                                          name=f"{node.name}_down"))
+        else:
+            nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
+@contextlib.contextmanager
+def _small_tensors_stay_constant(limit: int = 1024):
+    """Lets torch.export read back the values of small tensors built from Python numbers.
+
+    detrex's transformers build ``spatial_shapes`` with ``torch.as_tensor`` of the
+    feature sizes and read it back (``torch.linspace(..., H)``, ``.view(N, H, W, 1)``);
+    ``LiteEncoder`` reads ``level_start_index``. Under torch.export's fake tensors
+    those reads are data-dependent and fail, because fake tensors only keep the
+    values of tensors with at most one element. A fixed-size export has constant
+    level shapes, so for its duration small constant tensors keep their values
+    (``CONSTANT_NUMEL_LIMIT``) and the reads resolve to the sizes of this export.
+    """
+    from torch._subclasses import fake_tensor
+
+    saved = fake_tensor.CONSTANT_NUMEL_LIMIT
+    fake_tensor.CONSTANT_NUMEL_LIMIT = max(saved, limit)
+    try:
+        yield
+    finally:
+        fake_tensor.CONSTANT_NUMEL_LIMIT = saved
+
+
+def export_module(
+    module: nn.Module,
+    args: Tuple,
+    *,
+    opset: int = 18,
+    deformable: str = "decompose",
+    sampler: str = "grid_sample",
+    input_names: Optional[Sequence[str]] = None,
+    output_names: Optional[Sequence[str]] = None,
+    dynamic_shapes=None,
+):
+    """``module(*args)`` as an ``onnx.ModelProto`` with the ops translated (see the module docstring)."""
+    check_choices(opset, deformable, sampler)
+    require_onnx()
+    if not ops.is_loaded():
+        raise ExportError(f"ONNX export needs the compiled op library lite_detr_plugin._C: {ops.load_error()}")
+    import onnx
+    from onnx import version_converter
+
+    try:
+        with warnings.catch_warnings(), _small_tensors_stay_constant():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module,
+                tuple(args),
+                dynamo=True,
+                custom_translation_table=translation_table(18, deformable, sampler),
+                opset_version=18,
+                input_names=list(input_names) if input_names else None,
+                output_names=list(output_names) if output_names else None,
+                dynamic_shapes=dynamic_shapes,
+                verbose=False,
+                optimize=True,
+            )
+    except Exception as exc:  # the exporter wraps everything in its own errors
+        raise ExportError(f"ONNX export of {type(module).__name__} failed: {_one_line(exc)}") from exc
+    model = program.model_proto
+    if opset != 18:
+        try:
+            model = version_converter.convert_version(model, opset)
+        except Exception as exc:
+            raise ExportError(f"converting the ONNX graph to opset {opset} failed: {_one_line(exc)}") from exc
+    if any(node.domain == TRT_DOMAIN for node in model.graph.node):
+        if not any(entry.domain == TRT_DOMAIN for entry in model.opset_import):
+            model.opset_import.append(onnx.helper.make_opsetid(TRT_DOMAIN, 1))
+    onnx.checker.check_model(model)
+    return model
+
+
+def _fresh_images(batch: int, image_size: Tuple[int, int], seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand((batch, 3) + tuple(image_size), generator=generator) * 255.0
+
+
+def _check_image_size(wrapper: ExportWrapper, image_size) -> Tuple[int, int]:
+    if (
+        not isinstance(image_size, (tuple, list))
+        or len(image_size) != 2
+        or not all(isinstance(s, int) and s > 0 for s in image_size)
+    ):
+        raise ValueError(f"image_size must be (H, W), two positive integers; got {image_size!r}")
+    backbone = wrapper.model.backbone
+    divisor = max(int(getattr(backbone, "size_divisibility", 0) or 0),
+                  int((getattr(backbone, "padding_constraints", None) or {}).get("size_divisibility", 0) or 0))
+    if divisor > 1 and any(s % divisor for s in image_size):
+        raise ValueError(
+            f"image_size {tuple(image_size)} is not divisible by {divisor}, as the backbone "
+            f"{type(backbone).__name__} needs"
+        )
+    return tuple(image_size)
+
+
+def session_outputs(model, images: torch.Tensor):
+    """Runs an ONNX model (proto or path) on ``images`` in ONNX Runtime's CPU provider: numpy outputs."""
+    import onnxruntime
+
+    source = model if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
+    session = onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: images.numpy()})
+
+
+def compare_detections(expected, actual, image_size) -> Dict[str, float]:
+    """Max |Δ| of scores and of boxes (pixels) between two (scores, labels, boxes) results.
+
+    Top-K order between (nearly) equal scores is arbitrary, so boxes and labels
+    are compared only at ranks whose score differs from its neighbours' by more
+    than 1e-5; scores are compared rank by rank (sorted, so ties do not matter).
+    """
+    scores_e, labels_e, boxes_e = (torch.as_tensor(t) for t in expected)
+    scores_a, labels_a, boxes_a = (torch.as_tensor(t) for t in actual)
+    if scores_e.shape != scores_a.shape or boxes_e.shape != boxes_a.shape:
+        raise ExportError(f"ONNX outputs have shapes {list(scores_a.shape)}, {list(boxes_a.shape)}; "
+                          f"eager {list(scores_e.shape)}, {list(boxes_e.shape)}")
+    scores_e, scores_a = scores_e.float(), scores_a.float()
+    gaps = (scores_e[:, 1:] - scores_e[:, :-1]).abs()
+    separated = torch.ones_like(scores_e, dtype=torch.bool)
+    separated[:, 1:] &= gaps > 1e-5
+    separated[:, :-1] &= gaps > 1e-5
+    labels_differ = int((labels_e != labels_a)[separated].sum())
+    box_diff = (boxes_e.float() - boxes_a.float()).abs().amax(-1)[separated]
+    return {
+        "scores": float((scores_e - scores_a).abs().max()),
+        "boxes": float(box_diff.max()) if box_diff.numel() else 0.0,
+        "labels_differ": labels_differ,
+        "ranks_compared": int(separated.sum()),
+    }
+
+
+def export_onnx(
+    model: nn.Module,
+    path: Optional[str],
+    image_size: Tuple[int, int] = (800, 1333),
+    *,
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    opset: int = 18,
+    deformable: str = "decompose",
+    sampler: str = "grid_sample",
+    check: bool = True,
+    fp16: bool = False,
+    simplify: bool = False,
+    score_tolerance: Optional[float] = None,
+    box_tolerance: Optional[float] = None,
+) -> ExportResult:
+    """Exports a detrex DINO / H-DETR / Deformable DETR (or an ExportWrapper) to ONNX at ``path``.
+
+    The graph takes ``images`` float32 ``[B, 3, H, W]`` (B = ``batch_size``, or
+    dynamic with ``dynamic_batch``) and returns ``scores [B, K]``, ``labels [B, K]``
+    int64 and ``boxes [B, K, 4]`` (see :class:`ExportWrapper`). detrex's own MSDA
+    modules are swapped for this package's (same weights) in a copy of the model.
+    ``fp16`` exports a float16 graph whose softmaxes and KDA logits stay float32.
+    ``check`` runs ONNX Runtime on a fresh input and raises :class:`ExportError`
+    when scores differ from eager by more than ``score_tolerance`` (1e-4; 1e-2 for
+    ``fp16``) or boxes by more than ``box_tolerance`` pixels (1e-4 × the image's
+    longer side; 1e-2 × it for ``fp16``). Plugin graphs are not checked: ONNX
+    Runtime cannot run TensorRT's plugin. ``path=None`` keeps the model in memory.
+    """
+    check_choices(opset, deformable, sampler)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    wrapper = model if isinstance(model, ExportWrapper) else ExportWrapper(model)
+    image_size = _check_image_size(wrapper, image_size)
+    require_onnx()
+
+    exported = copy.deepcopy(wrapper).eval()
+    swap_detrex_attention(exported)
+    if fp16:
+        exported.half()
+    example_batch = max(batch_size, 2) if dynamic_batch else batch_size
+    dynamic_shapes = None
+    if dynamic_batch:
+        dynamic_shapes = {"images": {0: torch.export.Dim("batch", min=1, max=1024)}}
+    with torch.no_grad():
+        onnx_model = export_module(
+            exported, (_fresh_images(example_batch, image_size, seed=0),), opset=opset, deformable=deformable,
+            sampler=sampler, input_names=["images"], output_names=OUTPUT_NAMES, dynamic_shapes=dynamic_shapes,
+        )
+    if fp16:
+        onnx_model = keep_softmax_fp32(onnx_model)
+    if simplify:
+        onnx_model = _simplify(onnx_model)
+
+    result = ExportResult(path=path, model=onnx_model, node_counts=node_counts(onnx_model),
+                          file_bytes=onnx_model.ByteSize())
+    if path is not None:
+        import onnx
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        onnx.save(onnx_model, path)
+        result.file_bytes = os.path.getsize(path)
+    if check and deformable != "trt_plugin":
+        result.max_abs_diff = check_onnx(
+            wrapper, onnx_model, image_size, batch=batch_size if not dynamic_batch else example_batch + 1,
+            score_tolerance=score_tolerance if score_tolerance is not None else (1e-2 if fp16 else 1e-4),
+            box_tolerance=box_tolerance if box_tolerance is not None else (1e-2 if fp16 else 1e-4) * max(image_size),
+        )
+    return result
+
+
+def check_onnx(wrapper, onnx_model, image_size, *, batch: int = 1, score_tolerance: float = 1e-4,
+               box_tolerance: float = 0.1, seed: int = 1) -> Dict[str, float]:
+    """Runs the graph in ONNX Runtime and eager on a fresh input; ExportError beyond tolerance."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise ExportError("the check needs onnxruntime: pip install onnxruntime (or pass check=False)") from exc
+    images = _fresh_images(batch, image_size, seed=seed)
+    with torch.no_grad():
+        expected = wrapper.eval()(images)
+    try:
+        actual = session_outputs(onnx_model, images)
+    except Exception as exc:
+        raise ExportError(f"ONNX Runtime could not run the exported graph: {_one_line(exc)}") from exc
+    diff = compare_detections(expected, actual, image_size)
+    if diff["scores"] > score_tolerance or diff["boxes"] > box_tolerance or diff["labels_differ"]:
+        raise ExportError(
+            f"ONNX Runtime differs from eager: max |Δ| scores {diff['scores']:.3g} (tolerance {score_tolerance:.3g}), "
+            f"boxes {diff['boxes']:.3g} px (tolerance {box_tolerance:.3g}), {diff['labels_differ']} labels differ"
+        )
+    return diff
+
+
+def _simplify(onnx_model):
+    try:
+        import onnxsim
+    except ImportError:
+        warnings.warn("--simplify: onnxsim is not installed (pip install onnxsim); graph left as exported")
+        return onnx_model
+    try:
+        simplified, ok = onnxsim.simplify(onnx_model)
+    except Exception as exc:  # e.g. plugin nodes onnxsim cannot infer
+        warnings.warn(f"onnxsim could not simplify the graph ({_one_line(exc)}); graph left as exported")
+        return onnx_model
+    return simplified if ok else onnx_model
+
