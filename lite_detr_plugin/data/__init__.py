@@ -7,10 +7,8 @@ from .synthetic import (
     register_synthetic_dataset,
     synthetic_dataset_exists,
 )
-from .tiny import synthetic_dataloader
 
 __all__ = [
-    "synthetic_dataloader",
     "CATEGORIES",
     "DATASET_NAME",
     "default_synthetic_root",
