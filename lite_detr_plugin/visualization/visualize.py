@@ -2,15 +2,17 @@
 
     lite-detr-visualize --config-file projects/lite_dino/configs/tiny_cpu/lite_dino_tiny_cpu.py \\
         --input image.png --output fig5.png train.init_checkpoint=model_final.pth \\
-        [--point X,Y] [--compare-config-file SKIPSCALE_CFG --compare-checkpoint SKIPSCALE.pth]
+        [--point X,Y] [--compare SKIPSCALE_CFG_OR_PTH] [--compare-config-file CFG --compare-checkpoint PTH]
 
 The weights come from the model's own forward (:class:`AttentionRecorder`). The
 query of panel (a) is the S1 token under ``--point`` (image pixels) or, by
 default, under the centre of the highest-scoring detection. ``--compare`` adds a
-second model (another config and/or checkpoint): the rows are ordered MSDA
-(deformable) above KDA, as in the paper.
+second model (another config or checkpoint; ``--compare-config-file`` and
+``--compare-checkpoint`` for both): the rows are ordered MSDA (deformable) above
+KDA, as in the paper.
 """
 import argparse
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -66,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--point", help="X,Y in image pixels: the query of panel (a) (default: top detection's centre)")
     parser.add_argument("--layer", type=int, help="which recorded encoder attention call (default: the last one "
                                                    "whose queries include the S1 tokens)")
+    parser.add_argument("--compare", metavar="FILE",
+                        help="a second model: its config (.py/.yaml) or its checkpoint (.pth/.pkl, same config); "
+                             "shorthand for --compare-config-file / --compare-checkpoint")
     parser.add_argument("--compare-config-file", help="a second model's config (default: --config-file)")
     parser.add_argument("--compare-checkpoint", help="a second model's weights (train.init_checkpoint)")
     parser.add_argument("--compare-opts", nargs="*", default=[], help="key=value overrides of the second model")
@@ -92,9 +97,26 @@ def _rows_for(cfg, model, image, point, layer, name) -> Tuple[List[FigureRow], I
     return rows, geometry
 
 
+def _split_compare(args: argparse.Namespace) -> None:
+    """``--compare FILE`` -> ``compare_config_file`` or ``compare_checkpoint``, by the file's extension."""
+    extension = os.path.splitext(args.compare)[1].lower()
+    if extension in (".py", ".yaml", ".yml"):
+        target = "compare_config_file"
+    elif extension in (".pth", ".pkl", ".pt"):
+        target = "compare_checkpoint"
+    else:
+        raise ValueError(f"--compare {args.compare!r}: give a config (.py/.yaml) or a checkpoint (.pth/.pkl)")
+    if getattr(args, target):
+        raise ValueError(f"--compare {args.compare!r} and --{target.replace('_', '-')} both name the second model's "
+                         f"{'config' if target == 'compare_config_file' else 'checkpoint'}; give one")
+    setattr(args, target, args.compare)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     """Draws the figure for every input; returns the paths written."""
     args = parse_args(build_parser(), argv)
+    if args.compare:
+        _split_compare(args)
     point = _parse_point(args.point)
     paths = expand_inputs(args.input)
     models = [("model", *load_model(args.config_file, args.opts, args.device, args.allow_random_weights))]

@@ -95,6 +95,23 @@ def test_visualize_compares_kda_with_skipscale(workspace, capsys):
     assert "2 row(s) (compared: deformable attention (MSDA), model: KDA)" in printed
 
 
+def test_visualize_compare_takes_a_checkpoint_and_refuses_random_weights(workspace, capsys):
+    from lite_detr_plugin.visualization.visualize import main
+
+    image = os.path.join(workspace["images"], "000001.png")
+    target = str(workspace["root"] / "fig5_ckpt.png")
+    written = main(["--config-file", TINY, "--input", image, "--output", target, "--compare", workspace["checkpoint"],
+                    f"train.init_checkpoint={workspace['checkpoint']}"])
+    assert written == [target]
+    _valid_png(target)
+    assert "2 row(s) (model: KDA, compared: KDA)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--allow-random-weights"):
+        main(["--config-file", TINY, "--input", image, "--output", target])
+    with pytest.raises(ValueError, match="--compare 'weights.bin'"):
+        main(["--config-file", TINY, "--input", image, "--output", target, "--compare", "weights.bin",
+              "--allow-random-weights"])
+
+
 def test_recorded_encoder_attention_of_a_whole_model(workspace):
     import torch
 

@@ -4,7 +4,8 @@ Two oracles, independent of the recorder's code:
 * the recorded locations and weights, fed to the reference MSDA op (a weighted sum of
   grid_sample'd values), give the attention output the module's own op produced
   (captured at the input of ``output_proj``);
-* for KDA, ``softmax(q·k/√d)`` computed here with a hand-written bilinear sampler of the
+* for KDA, the reference KDA op (``kda_reference``) at the recorded locations, and
+  ``softmax(q·k/√d)`` computed here with a hand-written bilinear sampler of the
   keys at the recorded locations.
 """
 import math
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from lite_detr_plugin.layers import KeyAwareDeformableAttention, MultiScaleDeformableAttention
-from lite_detr_plugin.ops.reference import msda_reference
+from lite_detr_plugin.ops.reference import kda_reference, msda_reference
 from lite_detr_plugin.visualization import AttentionRecorder
 
 SHAPES = torch.tensor([[6, 7], [3, 4], [2, 2]])
@@ -114,6 +115,15 @@ def test_kda_weights_are_softmax_of_q_dot_k(placement):
     keys = keys.masked_fill(mask[..., None], 0.0).view(2, S, M, C // M).detach()
     q = module.query_proj(query + kwargs["query_pos"]).view(2, 5, M, C // M).detach()
     D = C // M
+    # the reference KDA op at the recorded locations weighs any values exactly as the recorded weights do
+    # (probe values wider than the L·P = 6 samples: equal outputs mean equal weights)
+    probe = torch.randn(2, S, M, 4 * 3 * 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    locations = record.locations.double()
+    torch.testing.assert_close(
+        msda_reference(probe, SHAPES, STARTS, locations, record.weights.double()),
+        kda_reference(q, keys, probe, SHAPES, STARTS, locations),
+        atol=1e-5, rtol=1e-5,
+    )
     for b in range(2):
         for n in range(5):
             for m in range(M):
