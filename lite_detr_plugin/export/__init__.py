@@ -12,7 +12,9 @@ they are imported by the functions that use them.
 * :func:`build_trt_engine`: a TensorRT engine from an exported graph.
 """
 from .detrex_modules import is_detrex_msda, lite_msda_from_detrex, swap_detrex_attention
-from .onnx_export import ExportError, ExportResult, export_module, export_onnx, keep_softmax_fp32, node_counts
+from .fp16 import convert_float16
+from .onnx_export import ExportError, ExportResult, export_module, export_onnx, node_counts
+from .opsets import convert_opset
 from .tensorrt import build_trt_engine
 from .translations import DEFORMABLE_MODES, SAMPLERS, SUPPORTED_OPSETS, TRT_DOMAIN, TRT_PLUGIN, translation_table
 from .wrapper import FAMILIES, ExportWrapper, detector_family
@@ -24,7 +26,8 @@ __all__ = [
     "export_onnx",
     "export_module",
     "translation_table",
-    "keep_softmax_fp32",
+    "convert_float16",
+    "convert_opset",
     "node_counts",
     "swap_detrex_attention",
     "lite_msda_from_detrex",

@@ -97,6 +97,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(_format_counts(result.node_counts))
         print(f"wrote {args.output}: {result.file_bytes / 2**20:.1f} MiB, {sum(result.node_counts.values())} nodes, "
               f"opset {args.opset}")
+        if result.simplified:
+            print(f"--simplify: {result.simplified}")
         if result.max_abs_diff:
             diff = result.max_abs_diff
             print(f"ONNX Runtime vs eager (fresh input): max |Δ| scores {diff['scores']:.3g}, "

@@ -33,7 +33,7 @@ CONFIGS = {
 }
 
 
-def tiny_model(detrex_root, family, swap=None):
+def tiny_model(detrex_root, family, swap=None, class_std=0.3):
     from detectron2.config import LazyConfig, instantiate
 
     from lite_detr_plugin import swap_encoder
@@ -60,18 +60,25 @@ def tiny_model(detrex_root, family, swap=None):
     detector = instantiate(model).eval()
     with torch.no_grad():  # random class heads: spread the scores so that top-K ranks are distinct
         for head in detector.class_embed:
-            head.weight.normal_(0, 0.3)
+            head.weight.normal_(0, class_std)
     return detector
 
 
 def own_inference(model, images):
-    """The detector's ``inference`` results (before detector_postprocess) for each image."""
+    """The detector's ``inference`` results (before detector_postprocess) for each image.
+
+    Snapshots (clones) are kept: detectron2's ``detector_postprocess`` then scales and
+    clips the same ``Boxes`` in place, which would turn the oracle into clipped boxes.
+    """
     captured = []
     original = model.inference
 
     def capture(box_cls, box_pred, image_sizes):
         results = original(box_cls, box_pred, image_sizes)
-        captured.extend(results)
+        captured.extend(
+            {"scores": r.scores.clone(), "labels": r.pred_classes.clone(), "boxes": r.pred_boxes.tensor.clone()}
+            for r in results
+        )
         return results
 
     model.inference = capture
@@ -89,19 +96,53 @@ def check_wrapper_matches_detector(model):
     with torch.no_grad():
         scores, labels, boxes = ExportWrapper(model).eval()(images)
     assert labels.dtype == torch.int64 and boxes.shape == (1, model.select_box_nums_for_evaluation, 4)
-    torch.testing.assert_close(scores[0], result.scores, atol=1e-6, rtol=0)
-    assert torch.equal(labels[0], result.pred_classes)
-    torch.testing.assert_close(boxes[0], result.pred_boxes.tensor, atol=1e-4, rtol=0)
+    torch.testing.assert_close(scores[0], result["scores"], atol=1e-6, rtol=0)
+    assert torch.equal(labels[0], result["labels"])
+    torch.testing.assert_close(boxes[0], result["boxes"], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["dino-plain"] + list(LITE))
+# name -> (opset, sampler, simplify): every opset and sampler on some whole detector
+EXPORTS = {
+    "dino-plain": (18, "grid_sample", True),
+    "lite_dino-kda": (18, "grid_sample", False),
+    "lite_dino-msda": (17, "gather", False),
+    "lite_h_detr-kda": (16, "grid_sample", False),
+    "lite_deformable_detr-kda": (16, "gather", False),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
 def test_detector_exports_and_matches_eager(detrex_root, name):
     family, swap = ("dino", None) if name == "dino-plain" else LITE[name]
+    opset, sampler, simplify = EXPORTS[name]
     model = tiny_model(detrex_root, family, swap)
     check_wrapper_matches_detector(model)
-    result = export_onnx(model, None, SIZE)  # check=True: ORT on a fresh image, scores within 1e-4
+    # check=True: ORT on a fresh image; scores within 1e-4, boxes within 1e-4 x the longer side
+    result = export_onnx(model, None, SIZE, opset=opset, sampler=sampler, simplify=simplify)
+    assert result.model.opset_import[0].version == opset
     assert result.max_abs_diff["scores"] <= 1e-4 and result.max_abs_diff["ranks_compared"] > 0
-    assert "GridSample" in result.node_counts
+    assert ("GridSample" in result.node_counts) == (sampler == "grid_sample")
+    assert ("GatherND" in result.node_counts) == (sampler == "gather")
+    if simplify:
+        before, after = (int(n) for n in result.simplified.split(": ")[1].split(" nodes")[0].split(" -> "))
+        assert after < before and sum(result.node_counts.values()) == after
+
+
+def test_fp16_export_matches_eager_within_fp16_tolerance(detrex_root):
+    """--fp16: float16 weights and activations; softmaxes, KDA logits, sigmoids float32; ORT vs fp32 eager."""
+    from onnx import TensorProto
+
+    # smaller class weights: scores spread below saturation, where float16 keeps ranks apart
+    model = tiny_model(detrex_root, "dino", LITE["lite_dino-kda"][1], class_std=0.05)
+    result = export_onnx(model, None, SIZE, fp16=True)  # check: scores within 1e-2, boxes 1e-2 x longer side
+    assert result.max_abs_diff["ranks_compared"] > 0
+    graph = result.model.graph
+    types = {info.name: info.type.tensor_type.elem_type for info in list(graph.value_info) + list(graph.input)}
+    weights = [init.data_type for init in graph.initializer if len(init.dims) >= 2]
+    assert weights.count(TensorProto.FLOAT16) > 0.9 * len(weights)
+    softmaxes = [node for node in graph.node if node.op_type == "Softmax"]
+    assert softmaxes and all(types[node.input[0]] == TensorProto.FLOAT for node in softmaxes)
+    assert types["images"] == TensorProto.FLOAT and graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
 
 
 def test_dino_dynamic_batch_runs_batch_two(detrex_root, tmp_path):

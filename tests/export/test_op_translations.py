@@ -13,6 +13,8 @@ import pytest
 import torch
 
 pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+from onnx import TensorProto  # noqa: E402
 pytest.importorskip("onnxscript")
 
 from lite_detr_plugin import ops  # noqa: E402
@@ -164,20 +166,50 @@ def test_bad_choices_raise_value_errors_naming_the_argument():
             export_module(ThreeOps([[3, 3]]), inputs, **kwargs)
 
 
-def test_float16_graph_accumulates_in_float32():
+def test_float16_inputs_accumulate_in_float32():
     """fp16 inputs: samples, logits, softmax and sums in float32 inside the graph, output back in fp16."""
-    from lite_detr_plugin.export import keep_softmax_fp32
-
     shapes, batch, num_query, heads, value_heads, points, dim = CASES["L2-P8-M8-D4"]
     inputs = make_inputs(shapes, batch, num_query, heads, value_heads, points, dim)
     half = tuple(t.half() for t in inputs)
-    model = keep_softmax_fp32(export_module(ThreeOps(shapes).eval(), half, sampler="gather"))
-    softmax_inputs = {node.input[0] for node in model.graph.node if node.op_type == "Softmax"}
-    casts_to_float = {node.output[0] for node in model.graph.node
-                      if node.op_type == "Cast" and node.attribute[0].i == 1}  # TensorProto.FLOAT
-    assert softmax_inputs and softmax_inputs <= casts_to_float | {
-        node.output[0] for node in model.graph.node if node.op_type == "Mul"}  # KDA's logits: float32 Mul
+    model = export_module(ThreeOps(shapes).eval(), half, sampler="gather")
+    types = float_types(model)
+    softmaxes = [node for node in model.graph.node if node.op_type == "Softmax"]
+    assert len(softmaxes) == 2 and all(types[node.input[0]] == TensorProto.FLOAT for node in softmaxes)
     outputs = run_onnxruntime(model, half)
     for out, ref in zip(outputs, references(shapes, *inputs)):
         assert out.dtype == torch.float16
         torch.testing.assert_close(out.float(), ref, atol=5e-3, rtol=5e-3)
+
+
+def test_float16_conversion_keeps_softmax_and_kda_logits_float32():
+    """``convert_float16`` of a float32 graph (what ``--fp16`` does): fp16 sampling, fp32 logits and softmax."""
+    from lite_detr_plugin.export import convert_float16
+
+    shapes, batch, num_query, heads, value_heads, points, dim = CASES["L3-P3-M3-D8-shared"]
+    inputs = make_inputs(shapes, batch, num_query, heads, value_heads, points, dim)
+    model = convert_float16(export_module(ThreeOps(shapes).eval(), inputs))
+    types = float_types(model)
+    producers = {out: node for node in model.graph.node for out in node.output}
+    softmaxes = [node for node in model.graph.node if node.op_type == "Softmax"]
+    assert len(softmaxes) == 2
+    for softmax in softmaxes:  # back from the softmax to the q·k MatMul: all float32
+        assert types[softmax.input[0]] == TensorProto.FLOAT
+        node, seen = producers[softmax.input[0]], 0
+        while node.op_type != "MatMul" and seen < 6:
+            node, seen = producers[node.input[0]], seen + 1
+        assert node.op_type == "MatMul" and types[node.output[0]] == TensorProto.FLOAT
+    grids = [node for node in model.graph.node if node.op_type == "GridSample"]
+    assert grids and all(types[node.output[0]] == TensorProto.FLOAT16 for node in grids)
+    outputs = run_onnxruntime(model, inputs)  # float32 in and out (keep_io_types)
+    for out, ref in zip(outputs, references(shapes, *inputs)):
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, ref, atol=1e-2, rtol=1e-2)
+
+
+def float_types(model):
+    """{value name: ONNX elem type} after shape inference."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    infos = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return {info.name: info.type.tensor_type.elem_type for info in infos}
