@@ -6,7 +6,8 @@ COCO AP / AP_S / AP_M / AP_L on the synthetic validation split, fvcore GFLOPs of
 the encoder and the whole model (:func:`lite_detr_plugin.flops.averaged_gflops`,
 averaged over validation images) and CPU latency (median forward time, batch 1,
 one thread). Rows are written to the JSON after every run, so an interrupted
-study keeps what it finished, and a run whose ``model_final.pth`` exists is not
+study keeps what it finished, and a run whose ``model_final.pth`` exists (same
+config, resolution, seed, iterations and batch size: :func:`run_name`) is not
 trained again.
 
 Needs detectron2 and detrex (imported inside the functions).
@@ -23,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["StudyConfig", "STUDY_CONFIGS", "RESOLUTIONS", "resolution_overrides", "summarize", "main"]
+__all__ = ["StudyConfig", "STUDY_CONFIGS", "RESOLUTIONS", "resolution_overrides", "run_name", "summarize", "main"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ def schedule_overrides(max_iter: int, batch_size: int = 4) -> List[str]:
         f"train.eval_period={max_iter}",
         f"train.checkpointer.period={max_iter + 1}",
     ]
+
+
+def run_name(config: str, resolution: int, seed: int, max_iter: int, batch_size: int) -> str:
+    """The run's folder: the budget is in the name, so a finished run is reused only at the same budget."""
+    return f"{config}_r{resolution}_s{seed}_i{max_iter}_b{batch_size}"
 
 
 def _load(config: StudyConfig, opts: Sequence[str]):
@@ -236,7 +242,7 @@ def run_study(configs: Sequence[str], resolutions: Sequence[int], seeds: Sequenc
     start = time.perf_counter()
     for name, resolution, seed in tqdm(plan, desc="study", unit="run", disable=not progress):
         config = STUDY_CONFIGS[name]
-        run_dir = os.path.abspath(os.path.join(output_dir, f"{name}_r{resolution}_s{seed}"))
+        run_dir = os.path.abspath(os.path.join(output_dir, run_name(name, resolution, seed, max_iter, batch_size)))
         os.makedirs(run_dir, exist_ok=True)
         opts = list(config.overrides) + resolution_overrides(_load(config, config.overrides), resolution)
         opts += schedule_overrides(max_iter, batch_size) + [f"train.seed={seed}", f"train.output_dir={run_dir}"]

@@ -42,7 +42,7 @@ def test_json_rows_and_summary(study):
         assert 0 <= row["AP"] <= 100
         assert row["APl"] is None  # no large object in the synthetic set: COCOeval's NaN becomes null
         assert 0 < row["encoder_gflops"] < row["total_gflops"] and row["latency_ms"] > 0
-        assert os.path.isfile(out / f"{row['config']}_r{row['resolution']}_s{row['seed']}" / "model_final.pth")
+        assert os.path.isfile(out / f"{row['config']}_r{row['resolution']}_s{row['seed']}_i2_b2" / "model_final.pth")
     by = {(r["config"], r["resolution"]): r for r in runs}
     # the Lite encoder costs less than the standard one, and a smaller input costs less
     for resolution in (96, 64):
@@ -64,7 +64,7 @@ def test_a_finished_run_is_not_trained_again(study):
 
     out, _ = study
     document = run_study(["standard"], [64], [0], 2, str(out), flop_images=1, latency_images=1,
-                         json_path=str(out / "again.json"), progress=False)
+                         json_path=str(out / "again.json"), progress=False, batch_size=2)
     assert document["runs"][0]["train_seconds"] is None
 
 
