@@ -1,7 +1,7 @@
 """``lite-detr-benchmark``: latency per module of detrex / Lite detectors at several sizes (seed 003, Fig. 2).
 
     lite-detr-benchmark --config-file CFG [CFG ...] --sizes 640x640 768x768 857x1045 \\
-        [--backend eager|onnxruntime|tensorrt] [--device cpu|cuda] [--dtype float32|bfloat16|float16] \\
+        [--backend eager|onnxruntime|tensorrt ...] [--device cpu|cuda] [--dtype float32|bfloat16|float16] \\
         [--repeats 3] [--threads N] [--json out.json] [--png out.png] [key=value ...]
 
 Batch 1, random weights unless ``train.init_checkpoint`` is given as an override
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", nargs="+", required=True, metavar="CFG")
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(640, 640), (768, 768), (857, 1045)],
                         metavar="HxW")
-    parser.add_argument("--backend", choices=BACKENDS, default="eager")
+    parser.add_argument("--backend", nargs="+", choices=BACKENDS, default=["eager"],
+                        help="one or more; several are timed side by side on each model and size")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     parser.add_argument("--repeats", type=int, default=3)
@@ -46,13 +47,13 @@ def _check_args(args) -> None:
         raise ValueError(f"--repeats must be positive, got {args.repeats}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is available on this machine")
-    if args.backend == "tensorrt":
+    if "tensorrt" in args.backend:
         from .tensorrt import tensorrt_unavailable_reason
 
         reason = tensorrt_unavailable_reason()
         if reason is not None:
             raise ValueError(f"--backend tensorrt: {reason}")
-    if args.backend == "onnxruntime" and (args.device != "cpu" or args.dtype != "float32"):
+    if "onnxruntime" in args.backend and (args.device != "cpu" or args.dtype != "float32"):
         raise ValueError("--backend onnxruntime runs the float32 graph on the CPU: use --device cpu --dtype float32")
 
 
@@ -76,18 +77,19 @@ def benchmark(args, progress) -> List[Dict]:
     for config_file in args.config_file:
         _, model = load_detrex_model(config_file, opts=opts, device=args.device)
         wrapper = ExportWrapper(model).eval()
-        for size in args.sizes:
+        gflops = {}
+        for size, backend in ((size, backend) for size in args.sizes for backend in args.backend):
             images = torch.rand((1, 3) + tuple(size), generator=torch.Generator().manual_seed(0)) * 255
-            row = {"config": config_file, "size": f"{size[0]}x{size[1]}", "backend": args.backend,
+            row = {"config": config_file, "opts": opts, "size": f"{size[0]}x{size[1]}", "backend": backend,
                    "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(),
                    "repeats": args.repeats}
-            if args.backend == "eager":
+            if backend == "eager":
                 wrapper.to(dtype=DTYPES[args.dtype])
                 row["ms"] = latency.eager_parts(wrapper, images.to(device), args.repeats, progress)
                 wrapper.float()
             else:
                 result = export_onnx(model, None, size, check=False, fp16=args.dtype == "float16")
-                if args.backend == "onnxruntime":
+                if backend == "onnxruntime":
                     total = latency.onnxruntime_total(result.model, images, torch.get_num_threads(),
                                                       args.repeats, progress)
                 else:
@@ -101,7 +103,9 @@ def benchmark(args, progress) -> List[Dict]:
                         total = latency.tensorrt_total(engine, images, args.repeats, progress)
                 row["ms"] = {"total": total}
             if not args.no_flops:
-                row["gflops"] = _gflops(model, size)
+                if size not in gflops:
+                    gflops[size] = _gflops(model, size)
+                row["gflops"] = gflops[size]
             rows.append(row)
     return rows
 
@@ -159,7 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         _check_args(args)
         if args.threads is not None:
             torch.set_num_threads(args.threads)
-        total_runs = len(args.config_file) * len(args.sizes) * args.repeats
+        total_runs = len(args.config_file) * len(args.sizes) * len(args.backend) * args.repeats
         with tqdm(total=total_runs, desc="runs", file=sys.stderr) as bar:
             rows = benchmark(args, bar.update)
     except (ValueError, ExportError, FileNotFoundError, KeyError) as exc:

@@ -100,10 +100,11 @@ def test_benchmark_json_parts_sum_to_total_and_png_is_valid(tmp_path, capsys, de
 
 
 @pytest.mark.detrex
-def test_benchmark_onnxruntime_total(tmp_path, capsys, detrex_root):
+def test_benchmark_eager_and_onnxruntime_side_by_side(tmp_path, capsys, detrex_root):
     out_json = str(tmp_path / "ort.json")
     code = benchmark_cli.main(["--config-file", TINY_DINO, "--sizes", "64x64", "--repeats", "1", "--threads", "1",
-                               "--backend", "onnxruntime", "--no-flops", "--json", out_json] + SMALL)
+                               "--backend", "eager", "onnxruntime", "--no-flops", "--json", out_json] + SMALL)
     assert code == 0, capsys.readouterr().err
-    (row,) = json.load(open(out_json))
-    assert set(row["ms"]) == {"total"} and row["ms"]["total"] > 0
+    eager, ort = json.load(open(out_json))  # side by side on the same model and size
+    assert (eager["backend"], ort["backend"]) == ("eager", "onnxruntime") and eager["size"] == ort["size"]
+    assert set(ort["ms"]) == {"total"} and ort["ms"]["total"] > 0 and eager["ms"]["encoder"] > 0
