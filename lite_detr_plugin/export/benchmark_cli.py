@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch and ONNX Runtime)")
     parser.add_argument("--no-flops", action="store_true", help="skip the GFLOPs columns")
+    parser.add_argument("--plugin-msda", action="store_true",
+                        help="eager: detrex's MSDA modules replaced by this package's (its compiled kernels), "
+                             "as the export does")
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--png", metavar="PATH", help="stacked bars per model and size")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value, applied to every config")
@@ -67,6 +70,7 @@ def _gflops(model, size) -> Dict[str, float]:
 def benchmark(args, progress) -> List[Dict]:
     from ..flops.model import load_detrex_model
     from . import latency
+    from .detrex_modules import swap_detrex_attention
     from .onnx_export import export_onnx
     from .tensorrt import build_trt_engine
     from .wrapper import ExportWrapper
@@ -76,12 +80,14 @@ def benchmark(args, progress) -> List[Dict]:
     opts = [opt for opt in args.opts if opt != "--"]
     for config_file in args.config_file:
         _, model = load_detrex_model(config_file, opts=opts, device=args.device)
+        if args.plugin_msda:
+            swap_detrex_attention(model)
         wrapper = ExportWrapper(model).eval()
         gflops = {}
         for size, backend in ((size, backend) for size in args.sizes for backend in args.backend):
             images = torch.rand((1, 3) + tuple(size), generator=torch.Generator().manual_seed(0)) * 255
-            row = {"config": config_file, "opts": opts, "size": f"{size[0]}x{size[1]}", "backend": backend,
-                   "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(),
+            row = {"config": config_file, "opts": opts, "plugin_msda": args.plugin_msda,
+                   "size": f"{size[0]}x{size[1]}", "backend": backend, "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(),
                    "repeats": args.repeats}
             if backend == "eager":
                 wrapper.to(dtype=DTYPES[args.dtype])
@@ -110,6 +116,15 @@ def benchmark(args, progress) -> List[Dict]:
     return rows
 
 
+def row_label(row: Dict) -> str:
+    """The config's name, with its overrides and "plugin MSDA" in parentheses where they apply."""
+    label = os.path.splitext(os.path.basename(row["config"]))[0]
+    extras = [".".join(opt.split(".")[-2:]) for opt in row.get("opts", ())]
+    if row.get("plugin_msda"):
+        extras.append("plugin MSDA")
+    return f"{label} ({', '.join(extras)})" if extras else label
+
+
 def format_rows(rows: List[Dict]) -> str:
     from tabulate import tabulate
 
@@ -117,7 +132,7 @@ def format_rows(rows: List[Dict]) -> str:
     for row in rows:
         ms, gflops = row["ms"], row.get("gflops", {})
         table.append(
-            [os.path.basename(row["config"]), row["size"], row["backend"]]
+            [row_label(row), row["size"], row["backend"]]
             + [f"{ms[p]:.1f}" if p in ms else "" for p in PARTS]
             + [f"{ms['total']:.1f}", f"{gflops['total']:.1f}" if gflops else ""]
             + [f"{gflops[p]:.1f}" if p in gflops else "" for p in ("backbone", "neck", "encoder", "decoder")]
@@ -134,7 +149,7 @@ def write_png(rows: List[Dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{os.path.splitext(os.path.basename(r['config']))[0]}\n{r['size']} {r['backend']}" for r in rows]
+    labels = [f"{row_label(r)}\n{r['size']} {r['backend']}".replace(" (", "\n(") for r in rows]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(rows)), 4.5), dpi=80)
     bottoms = [0.0] * len(rows)
     for part in PARTS + ("total",):
