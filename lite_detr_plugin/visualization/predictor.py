@@ -31,14 +31,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     parser.add_argument("--allow-random-weights", action="store_true",
                         help="run without a checkpoint (train.init_checkpoint empty): the output is meaningless")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                        help="key=value config overrides, e.g. train.init_checkpoint=output/model_final.pth")
+    parser.add_argument("opts", nargs="*", default=[],
+                        help="key=value config overrides, e.g. train.init_checkpoint=output/model_final.pth "
+                             "(anywhere on the line)")
     return parser
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """``parser.parse_args``, with ``key=value`` overrides that followed ``--input`` moved to ``opts``."""
-    args = parser.parse_args(argv)
+    """``parser.parse_intermixed_args`` (overrides may come before, between or after the options), with
+    ``key=value`` overrides that followed ``--input`` moved to ``opts``."""
+    args = parser.parse_intermixed_args(argv)
     inputs = [i for i in args.input if os.path.exists(i) or "=" not in i]
     args.opts = [i for i in args.input if i not in inputs] + list(args.opts or [])
     if not inputs:
