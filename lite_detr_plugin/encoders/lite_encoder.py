@@ -308,6 +308,8 @@ class LiteEncoder(nn.Module):
         an unbacked size that the slices below accept, with no graph break or guard.
         """
         num_low = level_start_index[self.num_feature_levels - self.lite.num_high_levels].item()
+        if torch.jit.is_tracing():  # the tracer (fvcore's FLOP count) hands back a 0-dim tensor
+            return int(num_low)
         torch._check(num_low >= 0)
         torch._check(num_low <= num_tokens)
         return num_low

@@ -27,6 +27,8 @@ on 22k tokens).
 import contextlib
 from typing import Dict, Iterator, Optional, Tuple
 
+import torch
+
 VALUE_PLACEMENTS = ("tokens", "samples", "auto", "output")
 PLACEMENT_COSTS = ("measured", "flops")
 ATTENTION_KINDS = ("kda", "msda")
@@ -125,4 +127,18 @@ def choose_placement(value_placement: str, attention: str, num_query: int, num_v
                             separate_key)
     tokens_gemm, tokens_sampling = terms["tokens"]
     samples_gemm, samples_sampling = terms["samples"]
-    return "samples" if samples_gemm + kappa * samples_sampling < tokens_gemm + kappa * tokens_sampling else "tokens"
+    cheaper = samples_gemm + kappa * samples_sampling < tokens_gemm + kappa * tokens_sampling
+    return "samples" if _known_true(cheaper) else "tokens"
+
+
+def _known_true(condition) -> bool:
+    """``condition`` as a bool. Under torch.compile/torch.export the encoder's low/high split is an
+    unbacked size; a comparison of such sizes gives False instead of a data-dependent guard (both
+    placements compute the same function). Eagerly, ``condition`` is a bool, or a 0-dim tensor
+    under torch.jit.trace (fvcore)."""
+    if not torch.compiler.is_compiling():
+        return bool(condition)
+    # Imported here: the module is heavy and only needed while tracing (dynamo loaded it already).
+    from torch.fx.experimental.symbolic_shapes import guard_or_false
+
+    return guard_or_false(condition)
