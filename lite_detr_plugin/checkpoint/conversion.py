@@ -39,6 +39,26 @@ def _shape(value) -> Tuple[int, ...]:
     return tuple(value.shape) if hasattr(value, "shape") else tuple(value)
 
 
+def _tensor_entries(state_dict, allow_partial: bool) -> Tuple["OrderedDict[str, torch.Tensor]", list]:
+    """The tensor entries of ``state_dict`` and the keys whose value is not a tensor.
+
+    Raises ConversionError unless ``state_dict`` maps strings to tensors; keys with other values
+    are only tolerated (and reported) with ``allow_partial``.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise ConversionError(
+            f"state_dict must be a mapping of parameter names to tensors, got {type(state_dict).__name__}"
+        )
+    bad_keys = [k for k in state_dict if not isinstance(k, str)]
+    if bad_keys:
+        raise ConversionError(f"state_dict keys must be parameter names (str), got {bad_keys[:5]!r}")
+    not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors and not allow_partial:
+        shown = ", ".join(f"{k} ({type(state_dict[k]).__name__})" for k in not_tensors[:10])
+        raise ConversionError(f"state_dict values must be tensors; not a tensor at key(s): {shown}")
+    return OrderedDict((k, v) for k, v in state_dict.items() if isinstance(v, torch.Tensor)), not_tensors
+
+
 def convert(
     state_dict: Mapping[str, torch.Tensor],
     variant: Union[str, LiteVariant, None] = "auto",
@@ -73,9 +93,11 @@ def convert(
     """
     if class_map not in CLASS_MAPS:
         raise ValueError(f"class_map must be one of {CLASS_MAPS}, got {class_map!r}")
+    state_dict, not_tensors = _tensor_entries(state_dict, allow_partial)
     source, prefix = strip_prefix(state_dict)
     found, how = infer_variant(source, variant, num_high_levels=num_high_levels, name_hint=name_hint)
     report = ConversionReport(variant=found.name, variant_source=how, class_map=class_map, stripped_prefix=prefix)
+    report.not_tensors = not_tensors
 
     # The released layout the checkpoint should have (class count read from the checkpoint).
     head = source.get("class_embed.0.bias")

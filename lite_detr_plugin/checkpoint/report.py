@@ -20,6 +20,7 @@ class ConversionReport:
         unexpected_target: produced names the target model does not have.
         shape_mismatches: ``(target, source, shape, expected)``.
         transform_errors: source tensors a transform refused (e.g. not 91 class rows).
+        not_tensors: source keys whose value is not a tensor (dropped; ``allow_partial`` only).
         inconsistent: ``(target_a, target_b)`` that must hold equal tensors (tied modules) but do not.
         notes: anything else worth telling.
     """
@@ -39,6 +40,7 @@ class ConversionReport:
     unexpected_target: List[Tuple[str, str]] = field(default_factory=list)
     shape_mismatches: List[Tuple[str, str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
     transform_errors: List[str] = field(default_factory=list)
+    not_tensors: List[str] = field(default_factory=list)
     inconsistent: List[Tuple[str, str]] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
 
@@ -52,6 +54,7 @@ class ConversionReport:
             "produced keys the target model does not have (source -> target)": self.unexpected_target,
             "shape mismatches (target <- source: got, expected)": self.shape_mismatches,
             "source tensors a transform refused": self.transform_errors,
+            "source keys whose value is not a tensor (dropped)": self.not_tensors,
             "tied target tensors that differ": self.inconsistent,
         }
         return {title: items for title, items in found.items() if items}

@@ -4,6 +4,8 @@ Components are picked by name from ``ENCODER_REGISTRY`` / ``ATTENTION_REGISTRY``
 (:mod:`lite_detr_plugin.registry`), so a user's registered attention or encoder
 can be selected the same way as ours.
 """
+from collections.abc import Mapping
+
 from torch import nn
 
 from .. import encoders  # noqa: F401  (registers "LiteEncoder")
@@ -47,21 +49,23 @@ def swap_encoder(cfg, variant: str = "H3L1-(2+1)x3", attention: str = "kda", dec
     encoder_class = _resolve(ENCODER_REGISTRY, "encoder", encoder)
     attention = ATTENTION_REGISTRY.short_name(_resolve(ATTENTION_REGISTRY, "attention", attention))
 
-    model = cfg.model if "model" in cfg else None
-    transformer = model.get("transformer") if model is not None else None
-    if transformer is None or "encoder" not in transformer:
+    model = _child(cfg, "model")
+    transformer = _child(model, "transformer")
+    old = _child(transformer, "encoder")
+    if old is None:
         raise ValueError(
             "swap_encoder expects a detrex DETR config with cfg.model.transformer.encoder "
-            "(DINO, H-DETR or Deformable DETR)"
+            f"(DINO, H-DETR or Deformable DETR), got cfg of type {type(cfg).__name__} without it"
         )
-    old = transformer.encoder
+    decoder = _child(transformer, "decoder")
+    if decoder_kda and (decoder is None or "_target_" not in decoder):
+        raise ValueError("swap_encoder(decoder_kda=True) expects a LazyCall node at cfg.model.transformer.decoder")
     kwargs = {key: old[key] for key in _CARRIED_KEYS if key in old}
     kwargs["num_feature_levels"] = "${..num_feature_levels}"
     kwargs.update(variant=variant, attention=attention)
     kwargs.update(encoder_kwargs)
     transformer.encoder = L(encoder_class)(**kwargs)
     if decoder_kda:
-        decoder = transformer.decoder
         if decoder.get("_target_") is not build_decoder_with_kda:
             # Same node, same depth: the decoder's relative interpolations
             # (e.g. "${..num_feature_levels}") keep resolving as before.
@@ -98,6 +102,14 @@ def use_kda_cross_attention(decoder: nn.Module, value_placement: str = "auto", u
     if replaced == 0:
         raise ValueError(f"use_kda_cross_attention: {type(decoder).__name__} has no deformable attention to replace")
     return decoder
+
+
+def _child(node, key: str):
+    """``node[key]`` when ``node`` is a config node holding a config node there, else None."""
+    if not isinstance(node, Mapping) or key not in node:
+        return None
+    child = node[key]
+    return child if isinstance(child, Mapping) else None
 
 
 def _resolve(registry, argument: str, name):

@@ -48,6 +48,7 @@ CATEGORIES = (
 BACKGROUND_RANGE = (50, 205)  # background grey levels; shape colours leave it in one channel
 SPLITS = ("train", "val")
 MAX_OBJECTS = 100  # placement tries 50 boxes per wanted shape: more would only be slow
+MAX_IMAGES = 1_000_000  # per split; a larger count is a typo, not hours of PNG writing
 
 
 def default_synthetic_root() -> str:
@@ -245,8 +246,9 @@ def _check_parameters(num_train, num_val, image_size, seed, max_objects, min_siz
                         ("min_size", min_size), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise ValueError(f"{name} must be an integer, got {value!r}")
-    if num_train < 1 or num_val < 1:
-        raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
+    for name, value in (("num_train", num_train), ("num_val", num_val)):
+        if not 1 <= value <= MAX_IMAGES:
+            raise ValueError(f"{name} must be in [1, {MAX_IMAGES:,}], got {value}")
     if not 0 <= seed < 2**63:
         raise ValueError(f"seed must be in [0, 2**63), got {seed}")
     if not 1 <= max_objects <= MAX_OBJECTS:

@@ -18,6 +18,7 @@ import torch
 from lite_detr_plugin.encoders import LiteEncoder
 from lite_detr_plugin.encoders.inputs import detrex_encoder_kwargs
 
+NUM_BATCHES = 4  # the training cycles through this many fixed batches
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -27,7 +28,8 @@ def train(device, precision, steps, variant, image_sizes, embed_dim, seed=0):
                           attn_dropout=0.0, ffn_dropout=0.0).to(device).train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler(device, enabled=precision == "float16")
-    batches = [detrex_encoder_kwargs(image_sizes, embed_dim=embed_dim, seed=seed + i, device=device) for i in range(4)]
+    batches = [detrex_encoder_kwargs(image_sizes, embed_dim=embed_dim, seed=seed + i, device=device)
+               for i in range(NUM_BATCHES)]
     targets = [torch.randn(b["query"].shape, generator=torch.Generator().manual_seed(100 + i)).to(device)
                for i, b in enumerate(batches)]
     losses, finite = [], True
@@ -66,11 +68,14 @@ def main(argv=None) -> int:
     except ValueError:
         parser.error(f"--size must be HxW, got {args.size!r}")
     sizes = [(h, w), (3 * h // 4, 3 * w // 4)]
-    tail = max(1, args.steps // 10)
+    # Means over whole cycles of the 4 batches, so that the first and final losses see the same data.
+    cycle = NUM_BATCHES
+    tail = max(cycle, args.steps // 10 // cycle * cycle)
     report = {"steps": args.steps, "variant": args.variant, "device": args.device, "runs": {}}
     for precision in ["float32"] + args.precisions:
         losses, finite = train(args.device, precision, args.steps, args.variant, sizes, args.embed_dim)
-        report["runs"][precision] = dict(first_loss=losses[0], final_loss=sum(losses[-tail:]) / tail, finite=finite)
+        report["runs"][precision] = dict(first_loss=sum(losses[:cycle]) / cycle, final_loss=sum(losses[-tail:]) / tail,
+                                        finite=finite)
     reference = report["runs"]["float32"]["final_loss"]
     ok = report["runs"]["float32"]["finite"]
     for precision in args.precisions:
