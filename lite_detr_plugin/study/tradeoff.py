@@ -5,7 +5,8 @@ thread) at one input resolution with one seed, then is measured in this process:
 COCO AP / AP_S / AP_M / AP_L on the synthetic validation split, fvcore GFLOPs of
 the encoder and the whole model (:func:`lite_detr_plugin.flops.averaged_gflops`,
 averaged over validation images) and CPU latency (median forward time, batch 1,
-one thread). Rows are written to the JSON after every run, so an interrupted
+one thread; by default all models are then timed again side by side,
+:mod:`.latency`). Rows are written to the JSON after every run, so an interrupted
 study keeps what it finished, and a run whose ``model_final.pth`` exists (same
 config, resolution, seed, iterations and batch size: :func:`run_name`) is not
 trained again.
@@ -24,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["StudyConfig", "STUDY_CONFIGS", "RESOLUTIONS", "resolution_overrides", "run_name", "summarize", "main"]
+__all__ = ["StudyConfig", "STUDY_CONFIGS", "RESOLUTIONS", "resolution_overrides", "run_name", "run_dir_and_opts", "summarize", "main"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,15 @@ def schedule_overrides(max_iter: int, batch_size: int = 4) -> List[str]:
 def run_name(config: str, resolution: int, seed: int, max_iter: int, batch_size: int) -> str:
     """The run's folder: the budget is in the name, so a finished run is reused only at the same budget."""
     return f"{config}_r{resolution}_s{seed}_i{max_iter}_b{batch_size}"
+
+
+def run_dir_and_opts(config: StudyConfig, resolution: int, seed: int, max_iter: int, batch_size: int,
+                     output_dir: str) -> Tuple[str, List[str]]:
+    """A run's folder (absolute) and the ``key=value`` overrides it trains and is measured with."""
+    run_dir = os.path.abspath(os.path.join(output_dir, run_name(config.name, resolution, seed, max_iter, batch_size)))
+    opts = list(config.overrides) + resolution_overrides(_load(config, config.overrides), resolution)
+    opts += schedule_overrides(max_iter, batch_size) + [f"train.seed={seed}", f"train.output_dir={run_dir}"]
+    return run_dir, opts
 
 
 def _load(config: StudyConfig, opts: Sequence[str]):
@@ -242,10 +252,8 @@ def run_study(configs: Sequence[str], resolutions: Sequence[int], seeds: Sequenc
     start = time.perf_counter()
     for name, resolution, seed in tqdm(plan, desc="study", unit="run", disable=not progress):
         config = STUDY_CONFIGS[name]
-        run_dir = os.path.abspath(os.path.join(output_dir, run_name(name, resolution, seed, max_iter, batch_size)))
+        run_dir, opts = run_dir_and_opts(config, resolution, seed, max_iter, batch_size, output_dir)
         os.makedirs(run_dir, exist_ok=True)
-        opts = list(config.overrides) + resolution_overrides(_load(config, config.overrides), resolution)
-        opts += schedule_overrides(max_iter, batch_size) + [f"train.seed={seed}", f"train.output_dir={run_dir}"]
         checkpoint = os.path.join(run_dir, "model_final.pth")
         train_seconds = None
         if not os.path.isfile(checkpoint):
@@ -275,15 +283,30 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser.add_argument("--png", help="the AP-vs-GFLOPs chart (default: OUTPUT_DIR/tradeoff.png)")
     parser.add_argument("--flop-images", type=int, default=5, help="validation images FLOPs are averaged over")
     parser.add_argument("--latency-images", type=int, default=10, help="validation images latency is the median of")
+    parser.add_argument("--latency-rounds", type=int, default=3,
+                        help="after the runs, time all models again side by side in this many rounds (0: keep each "
+                             "run's own timing; see lite_detr_plugin/study/latency.py)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only re-time the runs of an existing --json side by side (and redraw the chart)")
     args = parser.parse_args(argv)
-    if args.max_iter < 2 or min(args.batch_size, args.flop_images, args.latency_images) < 1:
-        parser.error("--max-iter must be >= 2; --batch-size, --flop-images and --latency-images >= 1")
+    if args.max_iter < 2 or min(args.batch_size, args.flop_images, args.latency_images) < 1 or args.latency_rounds < 0:
+        parser.error("--max-iter must be >= 2; --batch-size, --flop-images and --latency-images >= 1; "
+                     "--latency-rounds >= 0")
     from .chart import plot_tradeoff
+    from .latency import side_by_side_latency
 
-    document = run_study(args.configs, args.resolutions, args.seeds, args.max_iter, args.output_dir,
-                         args.flop_images, args.latency_images, args.json, batch_size=args.batch_size)
+    json_path = args.json or os.path.join(args.output_dir, "tradeoff.json")
+    if args.latency_only:
+        with open(json_path, encoding="utf-8") as f:
+            document = json.load(f)
+    else:
+        document = run_study(args.configs, args.resolutions, args.seeds, args.max_iter, args.output_dir,
+                             args.flop_images, args.latency_images, json_path, batch_size=args.batch_size)
+    if args.latency_rounds or args.latency_only:
+        side_by_side_latency(document, args.output_dir, max(1, args.latency_rounds), args.latency_images)
+        _write(json_path, document)
     png = args.png or os.path.join(args.output_dir, "tradeoff.png")
     plot_tradeoff(document["summary"], png)
     print(format_table(document["summary"]))
-    print(f"wall time {document['meta']['wall_seconds'] / 60:.1f} min; rows: {args.json or os.path.join(args.output_dir, 'tradeoff.json')}; chart: {png}")
+    print(f"wall time {document['meta']['wall_seconds'] / 60:.1f} min; rows: {json_path}; chart: {png}")
     return document

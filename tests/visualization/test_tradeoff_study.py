@@ -25,7 +25,8 @@ def study(tmp_path_factory):
     patch.setenv("LITE_DETR_DATASETS", str(root / "datasets"))
     out = root / "out"
     document = main(["--configs", "standard", "lite_h3l1_kda", "--resolutions", "96", "64", "--seeds", "0",
-                     "--max-iter", "2", "--batch-size", "2", "--output-dir", str(out), "--flop-images", "1", "--latency-images", "1"])
+                     "--max-iter", "2", "--batch-size", "2", "--output-dir", str(out), "--flop-images", "1", "--latency-images", "1",
+                     "--latency-rounds", "2"])
     yield out, document
     patch.undo()
 
@@ -51,6 +52,7 @@ def test_json_rows_and_summary(study):
     assert {(s["config"], s["resolution"]) for s in document["summary"]} == set(by)
     assert all(s["AP_std"] == 0.0 and s["seeds"] == [0] for s in document["summary"])
     assert document["meta"]["max_iter"] == 2 and document["meta"]["wall_seconds"] > 0
+    assert document["meta"]["latency"]["rounds"] == 2 and document["meta"]["latency"]["images"] == 1
 
 
 def test_chart_is_written(study):
@@ -66,6 +68,21 @@ def test_a_finished_run_is_not_trained_again(study):
     document = run_study(["standard"], [64], [0], 2, str(out), flop_images=1, latency_images=1,
                          json_path=str(out / "again.json"), progress=False, batch_size=2)
     assert document["runs"][0]["train_seconds"] is None
+
+
+def test_latency_only_retimes_the_json_runs(study):
+    from lite_detr_plugin.study.tradeoff import main
+
+    out, before = study
+    again = main(["--output-dir", str(out), "--json", str(out / "tradeoff.json"), "--png", str(out / "again.png"),
+                  "--latency-only", "--latency-rounds", "1", "--latency-images", "1"])
+    assert again["meta"]["latency"]["rounds"] == 1
+    # the same runs, AP and GFLOPs untouched; only the (re-timed) latencies may differ
+    strip = lambda row: {k: v for k, v in row.items() if k != "latency_ms"}  # noqa: E731
+    assert [strip(r) for r in again["runs"]] == [strip(r) for r in before["runs"]]
+    assert all(r["latency_ms"] > 0 for r in again["runs"])
+    with open(out / "tradeoff.json") as f:
+        assert json.load(f)["meta"]["latency"]["rounds"] == 1
 
 
 def test_table_and_summary_without_training():
