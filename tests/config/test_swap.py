@@ -41,8 +41,8 @@ class FakeLazyCall:
         return AttrDict(_target_=self.target, **kwargs)
 
 
-@pytest.fixture
-def fake_detectron2(monkeypatch):
+def install_fake_detectron2(monkeypatch) -> None:
+    """A ``detectron2.config`` module whose LazyCall is :class:`FakeLazyCall`, in ``sys.modules``."""
     detectron2 = types.ModuleType("detectron2")
     detectron2.__path__ = []
     config = types.ModuleType("detectron2.config")
@@ -50,6 +50,11 @@ def fake_detectron2(monkeypatch):
     detectron2.config = config
     monkeypatch.setitem(sys.modules, "detectron2", detectron2)
     monkeypatch.setitem(sys.modules, "detectron2.config", config)
+
+
+@pytest.fixture
+def fake_detectron2(monkeypatch):
+    install_fake_detectron2(monkeypatch)
 
 
 def DINOTransformerEncoder(**kwargs):  # stand-ins for detrex's targets; never called here

@@ -16,22 +16,14 @@ from lite_detr_plugin.data import (
     synthetic_dataset_exists,
 )
 
+from ..helpers.files import read_tree
+
 SMALL = dict(num_train=12, num_val=5, image_size=(96, 128), seed=3)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     return generate_synthetic_coco(str(tmp_path_factory.mktemp("synthetic") / "shapes"), **SMALL)
-
-
-def _files(root):
-    out = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
 
 
 def _coco(root, split):
@@ -41,7 +33,7 @@ def _coco(root, split):
 
 def test_same_seed_same_bytes(dataset, tmp_path):
     again = generate_synthetic_coco(str(tmp_path / "again"), **SMALL)
-    first, second = _files(dataset), _files(again)
+    first, second = read_tree(dataset), read_tree(again)
     assert sorted(first) == sorted(second)
     assert len([n for n in first if n.endswith(".png")]) == SMALL["num_train"] + SMALL["num_val"]
     for name in first:
@@ -50,12 +42,12 @@ def test_same_seed_same_bytes(dataset, tmp_path):
 
 def test_other_seed_other_images(dataset, tmp_path):
     other = generate_synthetic_coco(str(tmp_path / "other"), **dict(SMALL, seed=4))
-    assert _files(dataset)["train/000000.png"] != _files(other)["train/000000.png"]
+    assert read_tree(dataset)["train/000000.png"] != read_tree(other)["train/000000.png"]
 
 
 def test_val_split_does_not_depend_on_num_train(dataset, tmp_path):
     other = generate_synthetic_coco(str(tmp_path / "more_train"), **dict(SMALL, num_train=SMALL["num_train"] + 3))
-    assert _files(dataset)["val/000000.png"] == _files(other)["val/000000.png"]
+    assert read_tree(dataset)["val/000000.png"] == read_tree(other)["val/000000.png"]
     assert _coco(dataset, "val") == _coco(other, "val")
 
 

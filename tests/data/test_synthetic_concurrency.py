@@ -12,24 +12,16 @@ import pytest
 from lite_detr_plugin.data import synthetic
 from lite_detr_plugin.data.synthetic import generate_synthetic_coco, synthetic_dataset_exists
 
+from ..helpers.files import read_tree
+
 TINY = dict(num_train=3, num_val=2, image_size=(32, 40), seed=5, max_objects=2, min_size=4)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="forks processes")
 
 
-def _files(root):
-    out = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
-
-
 @pytest.fixture(scope="module")
 def alone(tmp_path_factory):
-    return _files(generate_synthetic_coco(str(tmp_path_factory.mktemp("alone") / "shapes"), **TINY))
+    return read_tree(generate_synthetic_coco(str(tmp_path_factory.mktemp("alone") / "shapes"), **TINY))
 
 
 def _generate(root, barrier, errors, use_lock):
@@ -68,7 +60,7 @@ def test_ranks_start_at_once(tmp_path, alone, use_lock, state):
     elif state == "other-parameters":
         generate_synthetic_coco(root, **{**TINY, "seed": 6})
     assert _race(root, 3, use_lock) == []
-    assert _files(root) == alone
+    assert read_tree(root) == alone
     leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".shapes.") and not n.endswith(".lock")]
     assert leftovers == []  # no staging or old-dataset folder is left behind
 
@@ -101,7 +93,7 @@ def test_dataset_appearing_before_the_rename_is_kept(tmp_path, alone, monkeypatc
     generate_synthetic_coco(root, **TINY)
     monkeypatch.undo()
     assert len(raced) == 1
-    assert _files(root) == alone and synthetic_dataset_exists(root, **TINY)
+    assert read_tree(root) == alone and synthetic_dataset_exists(root, **TINY)
 
 
 def test_foreign_folder_appearing_meanwhile_is_refused(tmp_path, monkeypatch):

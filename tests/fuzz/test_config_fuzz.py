@@ -5,16 +5,13 @@ it, the stand-in LazyCall of tests/config/test_swap.py. Contract: swap_encoder
 either edits a config that has ``model.transformer.encoder`` or raises a
 ValueError that names what is wrong (never a TypeError / AttributeError).
 """
-import sys
-import types
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lite_detr_plugin import swap_encoder
 
-from ..config.test_swap import AttrDict, FakeLazyCall
+from ..config.test_swap import AttrDict, install_fake_detectron2
 from .budget import budget
 
 
@@ -28,13 +25,7 @@ def lazy_call():
     except ImportError:
         pass
     with pytest.MonkeyPatch.context() as patch:
-        detectron2 = types.ModuleType("detectron2")
-        detectron2.__path__ = []
-        config = types.ModuleType("detectron2.config")
-        config.LazyCall = FakeLazyCall
-        detectron2.config = config
-        patch.setitem(sys.modules, "detectron2", detectron2)
-        patch.setitem(sys.modules, "detectron2.config", config)
+        install_fake_detectron2(patch)
         yield
 
 
