@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from typing import Dict, List, Optional
 
 import torch
@@ -149,8 +150,12 @@ def write_png(rows: List[Dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{row_label(r)}\n{r['size']} {r['backend']}".replace(" (", "\n(") for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(rows)), 4.5), dpi=80)
+    # config names are long: wrapped at their underscores so that neighbouring labels do not overlap
+    labels = [
+        "\n".join(textwrap.wrap(row_label(r).replace("_", "_ "), 18)).replace("_ ", "_")
+        + f"\n{r['size']} {r['backend']}" for r in rows
+    ]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(rows)), 5.0), dpi=80)
     bottoms = [0.0] * len(rows)
     for part in PARTS + ("total",):
         values = [r["ms"].get(part, 0.0) if (part != "total" or len(r["ms"]) == 1) else 0.0 for r in rows]
