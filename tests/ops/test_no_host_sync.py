@@ -103,7 +103,7 @@ def test_cuda_op_call_reads_no_tensor_values(op, compiled_cuda_path, monkeypatch
 
     # A read of these tensors cannot go unseen: with the CPU layout checks forced on, the call
     # fails at their .tolist() (refused for tensor subclasses); .item() / int() are counted
-    # (test_cuda_encoder_forward_reads_one_value).
+    # (test_encoder_forward_reads_at_most_one_value).
     with monkeypatch.context() as m:
         m.setattr(_checks, "reads_layout_values", lambda t: True)
         with pytest.raises(RuntimeError, match="tolist"):
@@ -185,3 +185,30 @@ def test_cuda_op_call_does_not_sync(op):
     finally:
         torch.cuda.set_sync_debug_mode(previous)
     assert out.is_cuda and all(leaves[n].grad is not None for n in names)
+
+
+@pytest.mark.parametrize("attention", ["kda", "msda"])
+@pytest.mark.parametrize("variant, mode, expected", [
+    ("H3L1-(2+1)x1", "released", 1),  # the low/high split: LiteEncoder._num_low_tokens
+    ("H2L2-(1+1)x1", "paper", 1),
+    ("standard", "released", 0),
+])
+def test_encoder_forward_reads_at_most_one_value(attention, variant, mode, expected, monkeypatch):
+    """A whole encoder forward with the op checks as they run on CUDA tensors (no layout reads):
+    every host read of a tensor value is counted, aten-level (``.item()``, ``int()``, copies to
+    the CPU) and ``.tolist()`` (which reads CPU memory without dispatching)."""
+    from ..encoders.helpers import make_encoder, make_inputs as encoder_inputs
+
+    kwargs = dict(attention=attention, low_query_mode=mode)
+    if variant == "standard":
+        kwargs["num_layers"] = 2
+    encoder = make_encoder(variant, dtype=torch.float32, **kwargs)
+    inputs = encoder_inputs(encoder.num_feature_levels, dtype=torch.float32)
+    monkeypatch.setattr(_checks, "reads_layout_values", lambda t: False)
+    tolists = []
+    original_tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: tolists.append(tuple(self.shape)) or original_tolist(self))
+    counter = HostReadCounter()
+    with torch.no_grad(), counter:
+        encoder(**inputs)
+    assert len(counter.reads) + len(tolists) == expected, (counter.reads, tolists)
