@@ -37,8 +37,8 @@ def damaged(draw):
     touched = []
     for kind in kinds:
         key = keys[draw(st.integers(0, len(keys) - 1))]
-        if key not in state:
-            continue
+        if key not in state or (kind in ("reshape", "transpose") and not isinstance(state[key], torch.Tensor)):
+            continue  # gone, or already made a non-tensor by an earlier damage
         if kind == "truncate":
             cut = draw(st.integers(0, len(state) - 1))
             touched += list(state)[cut:]
@@ -61,7 +61,7 @@ def damaged(draw):
         elif kind == "transpose":
             t = state[key]
             if t.dim() >= 2 and t.shape[0] != t.shape[1]:
-                state[key] = t.t()
+                state[key] = t.transpose(0, 1)
                 touched.append(key)
         elif kind == "prefix":
             state = {"module." + k: v for k, v in state.items()}  # DDP's prefix: converts fine
