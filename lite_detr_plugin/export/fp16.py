@@ -8,7 +8,8 @@ the Casts at the boundaries of the nodes it is told to keep in float32:
 
 * every ``Softmax`` and ``ReduceLogSumExp``, and the logits that feed a softmax:
   the nodes from the softmax back to the ``MatMul`` that makes them (KDA's
-  ``q·k·scale``, the decoder's self-attention ``q·kᵀ``);
+  ``q·k·scale``, the decoder's self-attention ``q·kᵀ``), or to the ``ReduceSum`` of
+  products that makes KDA's logits in GridSample's layout, with that product;
 * ``Sigmoid`` and ``Log`` (the scores, the boxes and ``inverse_sigmoid`` of the
   reference points), and the converter's own list (``TopK``, ``Range``, ...);
 * the post-processing: the cheap nodes between the outputs and the heads' last
@@ -24,7 +25,7 @@ _LOGIT_PATH_OPS = {"Mul", "Div", "Add", "Concat", "Squeeze", "Unsqueeze", "Resha
 
 
 def _softmax_logit_nodes(model, max_depth: int = 6) -> List[str]:
-    """Names of the nodes on a path from a softmax's input back to the MatMul that makes its logits."""
+    """Names of the nodes from a softmax's input back to what makes its logits (MatMul, or ReduceSum of a Mul)."""
     producers: Dict[str, object] = {out: node for node in model.graph.node for out in node.output}
     keep: Set[str] = set()
 
@@ -34,6 +35,12 @@ def _softmax_logit_nodes(model, max_depth: int = 6) -> List[str]:
             return False
         if node.op_type == "MatMul":
             keep.add(node.name)
+            return True
+        if node.op_type == "ReduceSum":  # KDA's q·k in GridSample's layout: ReduceSum(Mul(keys, queries))
+            keep.add(node.name)
+            product = producers.get(node.input[0])
+            if product is not None and product.op_type == "Mul":
+                keep.add(product.name)
             return True
         if node.op_type not in _LOGIT_PATH_OPS:
             return False

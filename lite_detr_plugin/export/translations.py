@@ -127,7 +127,7 @@ class _Builder:
         start = op.Gather(level_start_index, index, axis=0)
         return height, width, start, op.Add(start, op.Mul(height, width))
 
-    # -- sampling: every sampler returns [B, M, Nq, P, D] ----------------------
+    # -- sampling for the gather sampler and the plugin: [B, M, Nq, P, D] --------
 
     def sample_level(self, value, spatial_shapes, level_start_index, locations, level: int):
         """Bilinear samples of ``value [B, S, Mv, D]`` at level ``level`` of ``locations``: ``[B, M, Nq, P, D]``.
@@ -141,11 +141,10 @@ class _Builder:
         level_locations = self.op.Gather(locations, self.op.Constant(value_int=level), axis=3)  # [B, Nq, M, P, 2]
         if self.deformable == "trt_plugin":
             return self._sample_plugin(value_level, height, width, level_locations, sizes)
-        if self.sampler == "grid_sample":
-            return self._sample_grid(value_level, height, width, level_locations, sizes)
         return self._sample_gather(value_level, height, width, level_locations, sizes)
 
-    def _sample_grid(self, value_level, height, width, locations, sizes):
+    def _grid_sample(self, value_level, height, width, locations, sizes):
+        """GridSample's own output, in the compute dtype: ``[B*M, D, Nq, P]`` (Mv = M) or ``[B, D, Nq, M*P]``."""
         op = self.op
         mv, depth, points, num_heads = sizes.mv, sizes.depth, sizes.points, sizes.heads
         batch, num_query = self.dim(locations, 0), self.dim(locations, 1)
@@ -160,15 +159,9 @@ class _Builder:
             )  # [B*M, Nq, P, 2]
         else:
             grid = op.Reshape(grid, op.Concat(batch, num_query, self.ints(num_heads * points, 2), axis=0))
-        sampled = self.to(
+        return self.to(
             op.GridSample(fmap, grid, align_corners=0, mode="bilinear", padding_mode="zeros"), sizes.compute, sizes.dtype
         )
-        if mv == num_heads:  # [B*M, D, Nq, P] -> [B, M, Nq, P, D]
-            sampled = op.Reshape(sampled, op.Concat(batch, self.ints(num_heads, depth), num_query, self.ints(points), axis=0))
-            return op.Transpose(sampled, perm=[0, 1, 3, 4, 2])
-        # [B, D, Nq, M*P] -> [B, D, Nq, M, P] -> [B, M, Nq, P, D]
-        sampled = op.Reshape(sampled, op.Concat(batch, self.ints(depth), num_query, self.ints(num_heads, points), axis=0))
-        return op.Transpose(sampled, perm=[0, 3, 2, 4, 1])
 
     def _sample_gather(self, value_level, height, width, locations, sizes):
         op = self.op
@@ -271,6 +264,91 @@ class _Builder:
             output = op.Reshape(output, op.Concat(batch, num_query, self.ints(sizes.heads * sizes.depth), axis=0))
         return output
 
+    # -- sampler="grid_sample": reductions in GridSample's layout ----------------
+    #
+    # GridSample returns [B*M, D, Nq, P] (Mv = M) or [B, D, Nq, M*P] (Mv = 1). Moving that to
+    # [B, M, Nq, P, D] for a MatMul would transpose every sample, the largest tensors of the graph
+    # (the decoder's shared 257-channel samples above all); instead the logits and the weighted
+    # sums reduce over D and P where the samples are, and only the [B, Nq, M, D] result moves.
+    # Per-point tensors ("weights") are laid out to broadcast against the samples:
+    # [B*M, 1, Nq, P] (Mv = M) or [B, 1, Nq, M, P] (Mv = 1).
+
+    def grid_samples(self, value, spatial_shapes, level_start_index, locations, level: int, sizes):
+        """One level's bilinear samples in the compute dtype: ``[B*M, D, Nq, P]`` or ``[B, D, Nq, M, P]``."""
+        height, width, start, end = self.level_geometry(spatial_shapes, level_start_index, level)
+        value_level = self.op.Slice(value, start, end, self.ints(1))
+        level_locations = self.op.Gather(locations, self.op.Constant(value_int=level), axis=3)
+        samples = self._grid_sample(value_level, height, width, level_locations, sizes)
+        if sizes.mv == sizes.heads:
+            return samples
+        return self.op.Reshape(samples, self.ints(0, 0, 0, sizes.heads, sizes.points))
+
+    def weighted_sum_grid(self, samples, weights_per_level, locations, sizes):
+        """Σ over levels and points of weights × samples -> ``[B, Nq, M*D]``."""
+        op = self.op
+        per_head = sizes.mv == sizes.heads
+        total = None
+        for samples_level, weights_level in zip(samples, weights_per_level):
+            term = op.ReduceSum(op.Mul(samples_level, op.Unsqueeze(weights_level, self.ints(1))),
+                                self.ints(3 if per_head else 4), keepdims=0)  # [B*M, D, Nq] or [B, D, Nq, M]
+            total = term if total is None else op.Add(total, term)
+        if per_head:
+            batch, num_query = self.dim(locations, 0), self.dim(locations, 1)
+            total = op.Reshape(total, op.Concat(batch, self.ints(sizes.heads, sizes.depth), num_query, axis=0))
+            total = op.Transpose(total, perm=[0, 3, 1, 2])  # [B, Nq, M, D]
+        else:
+            total = op.Transpose(total, perm=[0, 2, 3, 1])  # [B, Nq, M, D]
+        return self.to(op.Reshape(total, self.ints(0, 0, -1)), sizes.dtype, sizes.compute)
+
+    def msda_grid(self, value, spatial_shapes, level_start_index, locations, attention_weights, sizes):
+        op = self.op
+        weights = self.to(attention_weights, sizes.compute)  # [B, Nq, M, L, P]
+        if sizes.mv == sizes.heads:
+            weights = op.Reshape(op.Transpose(weights, perm=[0, 2, 1, 3, 4]), op.Concat(
+                self.ints(-1), self.dim(locations, 1), self.ints(sizes.levels, sizes.points), axis=0))  # [B*M, Nq, L, P]
+        level_axis = 2 if sizes.mv == sizes.heads else 3
+        samples, per_level = [], []
+        for level in range(sizes.levels):
+            samples.append(self.grid_samples(value, spatial_shapes, level_start_index, locations, level, sizes))
+            per_level.append(op.Gather(weights, op.Constant(value_int=level), axis=level_axis))
+        return self.weighted_sum_grid(samples, per_level, locations, sizes)
+
+    def kda_grid(self, query, key, value, spatial_shapes, level_start_index, locations, scale, sizes):
+        op = self.op
+        levels, points = sizes.levels, sizes.points
+        batch, num_query = self.dim(locations, 0), self.dim(locations, 1)
+        per_head = sizes.mv == sizes.heads
+        queries = self.to(query, sizes.compute)  # [B, Nq, M, Dk]
+        if per_head:  # -> [B*M, Dk, Nq, 1]
+            queries = op.Reshape(op.Transpose(queries, perm=[0, 2, 3, 1]),
+                                 op.Concat(self.ints(-1), self.dim(query, 3), num_query, self.ints(1), axis=0))
+        else:  # -> [B, Dk, Nq, M, 1]
+            queries = op.Unsqueeze(op.Transpose(queries, perm=[0, 3, 1, 2]), self.ints(-1))
+        values, logits = [], []
+        for level in range(levels):
+            keys = self.grid_samples(value if key is None else key, spatial_shapes, level_start_index, locations,
+                                     level, sizes)
+            values.append(keys if key is None else self.grid_samples(
+                value, spatial_shapes, level_start_index, locations, level, sizes))
+            logits.append(op.ReduceSum(op.Mul(keys, queries), self.ints(1), keepdims=0))  # [B*M, Nq, P] / [B, Nq, M, P]
+        logits = op.Mul(op.Concat(*logits, axis=-1), self.scalar(scale, queries))
+        attention = op.Softmax(logits, axis=-1)
+        logsumexp = self.logsumexp(logits)  # [B*M, Nq] or [B, Nq, M]
+        if per_head:
+            logsumexp = op.Transpose(op.Reshape(logsumexp, op.Concat(batch, self.ints(sizes.heads), num_query, axis=0)),
+                                     perm=[0, 2, 1])  # [B, Nq, M]
+        per_level = [
+            op.Slice(attention, self.ints(level * points), self.ints((level + 1) * points), self.ints(-1))
+            for level in range(levels)
+        ]
+        return self.weighted_sum_grid(values, per_level, locations, sizes), logsumexp
+
+    def logsumexp(self, logits):
+        """log Σ exp over the last axis, without keeping it."""
+        if self.opset_version >= 18:
+            return self.op.ReduceLogSumExp(logits, self.ints(-1), keepdims=0)
+        return self.op.ReduceLogSumExp(logits, axes=[-1], keepdims=0)
+
     # -- the ops ---------------------------------------------------------------
 
     def msda(self, value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
@@ -280,6 +358,8 @@ class _Builder:
                 value, spatial_shapes, level_start_index, sampling_locations, attention_weights, sizes,
                 attention_weights.dtype,
             )
+        if self.deformable == "decompose" and self.sampler == "grid_sample":
+            return self.msda_grid(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, sizes)
         op = self.op
         weights = self.to(attention_weights, sizes.compute)
         weights = op.Transpose(weights, perm=[0, 2, 1, 3, 4])  # [B, M, Nq, L, P]
@@ -292,6 +372,8 @@ class _Builder:
     def kda(self, query, key, value, spatial_shapes, level_start_index, sampling_locations, scale):
         op = self.op
         sizes = _Sizes(value, sampling_locations)
+        if self.deformable == "decompose" and self.sampler == "grid_sample":
+            return self.kda_grid(query, key, value, spatial_shapes, level_start_index, sampling_locations, scale, sizes)
         compute, levels, points = sizes.compute, sizes.levels, sizes.points
         queries = op.Transpose(self.to(query, compute), perm=[0, 2, 1, 3])
         queries = op.Unsqueeze(queries, self.ints(-1))  # [B, M, Nq, Dk, 1]
@@ -307,11 +389,7 @@ class _Builder:
             logits.append(op.Squeeze(op.MatMul(key_samples, queries), self.ints(-1)))  # [B, M, Nq, P]
         logits = op.Mul(op.Concat(*logits, axis=-1), self.scalar(scale, queries))  # [B, M, Nq, L*P]
         attention = op.Softmax(logits, axis=-1)
-        if self.opset_version >= 18:
-            logsumexp = op.ReduceLogSumExp(logits, self.ints(-1), keepdims=0)
-        else:
-            logsumexp = op.ReduceLogSumExp(logits, axes=[-1], keepdims=0)
-        logsumexp = op.Transpose(logsumexp, perm=[0, 2, 1])  # [B, Nq, M], float32 (float64 for float64)
+        logsumexp = op.Transpose(self.logsumexp(logits), perm=[0, 2, 1])  # [B, Nq, M], float32 (float64 for float64)
         if self.deformable == "trt_plugin":
             weights = op.Reshape(op.Transpose(attention, perm=[0, 2, 1, 3]), self.ints(0, 0, 0, levels, points))
             output = self.msda_plugin(value, spatial_shapes, level_start_index, sampling_locations, weights, sizes, compute)

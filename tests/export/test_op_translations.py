@@ -181,11 +181,13 @@ def test_float16_inputs_accumulate_in_float32():
         torch.testing.assert_close(out.float(), ref, atol=5e-3, rtol=5e-3)
 
 
-def test_float16_conversion_keeps_softmax_and_kda_logits_float32():
-    """``convert_float16`` of a float32 graph (what ``--fp16`` does): fp16 sampling, fp32 logits and softmax."""
+@pytest.mark.parametrize("case", ["L3-P3-M3-D8-shared", "L2-P8-M8-D4"])
+def test_float16_conversion_keeps_softmax_and_kda_logits_float32(case):
+    """``convert_float16`` of a float32 graph (what ``--fp16`` does): fp16 sampling, fp32 logits and softmax.
+    Per-head values (Mv = M) make KDA's logits as ReduceSum(Mul(keys, queries)) in GridSample's layout."""
     from lite_detr_plugin.export import convert_float16
 
-    shapes, batch, num_query, heads, value_heads, points, dim = CASES["L3-P3-M3-D8-shared"]
+    shapes, batch, num_query, heads, value_heads, points, dim = CASES[case]
     inputs = make_inputs(shapes, batch, num_query, heads, value_heads, points, dim)
     model = convert_float16(export_module(ThreeOps(shapes).eval(), inputs))
     types = float_types(model)
@@ -195,9 +197,11 @@ def test_float16_conversion_keeps_softmax_and_kda_logits_float32():
     for softmax in softmaxes:  # back from the softmax to the q·k MatMul: all float32
         assert types[softmax.input[0]] == TensorProto.FLOAT
         node, seen = producers[softmax.input[0]], 0
-        while node.op_type != "MatMul" and seen < 6:
+        while node.op_type not in ("MatMul", "ReduceSum") and seen < 6:
             node, seen = producers[node.input[0]], seen + 1
-        assert node.op_type == "MatMul" and types[node.output[0]] == TensorProto.FLOAT
+        assert node.op_type in ("MatMul", "ReduceSum") and types[node.output[0]] == TensorProto.FLOAT
+        if node.op_type == "ReduceSum":  # the products it sums are float32 too
+            assert types[node.input[0]] == TensorProto.FLOAT
     grids = [node for node in model.graph.node if node.op_type == "GridSample"]
     assert grids and all(types[node.output[0]] == TensorProto.FLOAT16 for node in grids)
     outputs = run_onnxruntime(model, inputs)  # float32 in and out (keep_io_types)
