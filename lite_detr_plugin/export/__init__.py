@@ -16,7 +16,8 @@ from .fp16 import convert_float16
 from .onnx_export import ExportError, ExportResult, export_module, export_onnx, node_counts
 from .opsets import convert_opset
 from .tensorrt import build_trt_engine
-from .translations import DEFORMABLE_MODES, SAMPLERS, SUPPORTED_OPSETS, TRT_DOMAIN, TRT_PLUGIN, translation_table
+from .translations import DEFORMABLE_MODES, SAMPLERS, SUPPORTED_OPSETS, translation_table
+from .trt_plugin import TRT_DOMAIN, TRT_PLUGIN
 from .wrapper import FAMILIES, ExportWrapper, detector_family
 
 __all__ = [

@@ -24,7 +24,8 @@ from .. import ops
 from .detrex_modules import swap_detrex_attention
 from .fp16 import convert_float16
 from .opsets import convert_opset
-from .translations import TRT_DOMAIN, check_choices, translation_table
+from .translations import check_choices, translation_table
+from .trt_plugin import TRT_DOMAIN
 from .wrapper import ExportWrapper
 
 OUTPUT_NAMES = ("scores", "labels", "boxes")

@@ -37,16 +37,11 @@ from typing import Callable, Dict, Tuple
 
 import torch
 
+from .trt_plugin import TRT_DOMAIN, register_plugin_schema
+
 DEFORMABLE_MODES = ("decompose", "trt_plugin")
 SAMPLERS = ("grid_sample", "gather")
 SUPPORTED_OPSETS = (16, 17, 18)
-#: The custom domain of the plugin node. TensorRT's ONNX parser looks plugins up
-#: by op type (its fallback plugin importer) and ignores the domain; a non-default
-#: domain keeps ``onnx.checker`` from looking for a standard schema.
-TRT_DOMAIN = "trt.plugins"
-TRT_PLUGIN = "MultiscaleDeformableAttnPlugin_TRT"
-
-
 def _static(value, axis: int, name: str) -> int:
     dim = value.shape[axis] if value.shape is not None else None
     if not isinstance(dim, int):
@@ -54,36 +49,6 @@ def _static(value, axis: int, name: str) -> int:
             f"ONNX translation of lite_detr ops: {name} needs a static size at dim {axis}, got {value.shape}"
         )
     return dim
-
-
-def register_plugin_schema() -> None:
-    """Declares the plugin node to ONNX (once per process): its inputs, output and types.
-
-    Lets onnxscript emit it and ``onnx.checker`` check its arity and input types
-    (int32 ``spatial_shapes`` / ``level_start_index``; float32 or float16 tensors).
-    """
-    import onnx
-    from onnx.defs import OpSchema
-
-    if onnx.defs.has(TRT_PLUGIN, TRT_DOMAIN):
-        return
-    param = OpSchema.FormalParameter
-    schema = OpSchema(
-        TRT_PLUGIN,
-        TRT_DOMAIN,
-        1,
-        doc="NVIDIA TensorRT's multi-scale deformable attention plugin (TensorRT/plugin/multiscaleDeformableAttnPlugin)",
-        inputs=[
-            param("value", "T", "[N, S, M, D]"),
-            param("spatial_shapes", "I", "[L, 2] (H, W)"),
-            param("level_start_index", "I", "[L]"),
-            param("sampling_locations", "T", "[N, Lq, M, L, P, 2]"),
-            param("attention_weights", "T", "[N, Lq, M, L, P]"),
-        ],
-        outputs=[param("output", "T", "[N, Lq, M*D]")],
-        type_constraints=[("T", ["tensor(float)", "tensor(float16)"], ""), ("I", ["tensor(int32)"], "")],
-    )
-    onnx.defs.register_schema(schema)
 
 
 class _Builder:
