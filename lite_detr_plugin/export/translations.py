@@ -14,16 +14,7 @@ three forms:
   (domain :data:`TRT_DOMAIN`, no attributes, ``spatial_shapes`` and
   ``level_start_index`` as int32), which only TensorRT runs.
 
-KDA under ``trt_plugin``. The plugin only computes a weighted sum of bilinear
-samples with *given* weights, and KDA's weights ``softmax(q·k/√d)`` need the
-sampled keys first. Every sample therefore goes through the plugin and nothing
-through GridSample (which is what the plugin is there to avoid): the keys are
-read with one plugin call per level in which every sample is its own query row
-with a single point of weight 1 (so the plugin returns the bilinear sample
-itself); the logits ``q·k·scale`` and the softmax are standard ops in float32;
-the weighted sum of the values is one more plugin call with those weights.
-The whole-layer decomposition was the alternative; it reintroduces GridSample
-(or a gather TensorRT runs slower than its plugin).
+KDA under ``trt_plugin``: see :mod:`lite_detr_plugin.export.trt_plugin`.
 
 Shapes follow :func:`lite_detr_plugin.ops.kda`: ``value [B, S, Mv, D]`` with
 ``Mv`` = M or 1 (one value head shared by every query head),

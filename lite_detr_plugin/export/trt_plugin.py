@@ -1,4 +1,16 @@
-"""NVIDIA TensorRT's ``MultiscaleDeformableAttnPlugin_TRT`` as an ONNX node: its domain, name and schema."""
+"""NVIDIA TensorRT's ``MultiscaleDeformableAttnPlugin_TRT`` as an ONNX node: its domain, name and schema.
+
+KDA under ``trt_plugin``. The plugin only computes a weighted sum of bilinear
+samples with *given* weights, and KDA's weights ``softmax(q·k/√d)`` need the
+sampled keys first. Every sample therefore goes through the plugin and nothing
+through GridSample (which is what the plugin is there to avoid): the keys are
+read with one plugin call per level in which every sample is its own query row
+with a single point of weight 1 (so the plugin returns the bilinear sample
+itself); the logits ``q·k·scale`` and the softmax are standard ops in float32;
+the weighted sum of the values is one more plugin call with those weights.
+The whole-layer decomposition was the alternative; it reintroduces GridSample
+(or a gather TensorRT runs slower than its plugin).
+"""
 
 #: The custom domain of the plugin node. TensorRT's ONNX parser looks plugins up
 #: by op type (its fallback plugin importer) and ignores the domain; a non-default
