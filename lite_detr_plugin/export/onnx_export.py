@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..layers.placement import choosing_by
 from .detrex_modules import swap_detrex_attention
 from .fp16 import convert_float16
 from .opsets import convert_opset
@@ -123,7 +124,8 @@ def export_module(
     import onnx
 
     try:
-        with warnings.catch_warnings(), _small_tensors_stay_constant():
+        # "auto" placements choose for decomposed sampling, which is dearer than the fused kernels.
+        with warnings.catch_warnings(), _small_tensors_stay_constant(), choosing_by("exported"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module,

@@ -18,7 +18,9 @@ fvcore counts ``grid_sample``). ``κ`` is the cost model's one parameter:
 * ``cost="measured"`` (what the modules use): ``κ`` from :data:`SAMPLE_COST_FACTOR`, fitted to
   timings of both placements (``lite-detr-benchmark-placement``);
 * ``cost="flops"``: ``κ = 1``, fvcore's count, so that a FLOP count does not depend on the
-  machine. The FLOP tools ask for it (:func:`choosing_by`, :func:`choose_placement`).
+  machine. The FLOP tools ask for it (:func:`choosing_by`, :func:`choose_placement`);
+* ``cost="exported"``: :data:`EXPORTED_SAMPLE_COST_FACTOR`, for graphs whose sampling is
+  decomposed into standard ops (the ONNX export traces under it).
 
 Sampling 257 channels per head is far slower than a GEMM multiply-add, so on the CPU
 "samples" only wins when the queries are few next to the tokens (a decoder's 900 queries
@@ -30,7 +32,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import torch
 
 VALUE_PLACEMENTS = ("tokens", "samples", "auto", "output")
-PLACEMENT_COSTS = ("measured", "flops")
+PLACEMENT_COSTS = ("measured", "flops", "exported")
 ATTENTION_KINDS = ("kda", "msda")
 
 #: ``κ``: the time of one :func:`sampling_cost` unit over one GEMM multiply-add, per device
@@ -43,6 +45,11 @@ SAMPLE_COST_FACTOR = {
     "cpu": {"kda": 10.0, "msda": 5.0},
     "cuda": {"kda": 100.0, "msda": 100.0},
 }
+#: ``κ`` of ``cost="exported"``: an exported graph samples with decomposed standard ops (GridSample,
+#: products and sums), far slower per channel than the fused kernels, so "tokens" wins there. Lite-DINO
+#: R50 at 800×1333 in ONNX Runtime (CPU, 2 threads): 3.19 s with the CPU factors ("samples" in the
+#: decoder), 2.59 s with "tokens" everywhere.
+EXPORTED_SAMPLE_COST_FACTOR = 100.0
 
 # The cost model "auto" uses inside a forward; the FLOP tools switch it for the duration of a count
 # (:func:`choosing_by`). A plain module global rather than a ContextVar, so that torch.compile
@@ -88,6 +95,8 @@ def sample_cost_factor(attention: str, device_type: str = "cpu", cost: str = "me
     check_choice("attention", attention, ATTENTION_KINDS)
     if cost == "flops":
         return 1.0
+    if cost == "exported":
+        return EXPORTED_SAMPLE_COST_FACTOR
     return SAMPLE_COST_FACTOR.get(device_type, SAMPLE_COST_FACTOR["cuda"])[attention]
 
 
@@ -99,7 +108,8 @@ def active_cost() -> str:
 @contextlib.contextmanager
 def choosing_by(cost: str) -> Iterator[None]:
     """Inside, ``value_placement="auto"`` attentions choose by ``cost`` ("flops": fvcore's count,
-    so that a FLOP count does not depend on the machine it runs on). Process-wide: "tokens" and
+    so that a FLOP count does not depend on the machine it runs on; "exported": for a graph with
+    decomposed sampling). Process-wide: "tokens" and
     "samples" compute the same function, so other threads only see a different speed."""
     check_choice("cost", cost, PLACEMENT_COSTS)
     saved = _ACTIVE_COST["cost"]

@@ -94,3 +94,19 @@ def test_lite_encoder_plugin_graph_has_no_grid_sample():
     onnx.checker.check_model(model)
     types = [node.op_type for node in model.graph.node]
     assert "GridSample" not in types and TRT_PLUGIN in types
+
+
+def test_export_traces_with_the_exported_placement_cost():
+    """"auto" placements are chosen for decomposed sampling while tracing, and only then."""
+    from lite_detr_plugin.layers.placement import active_cost
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(active_cost())
+            return x * 2
+
+    export_module(Probe().eval(), (torch.ones(2, 3),))
+    assert seen and set(seen) == {"exported"}
+    assert active_cost() == "measured"

@@ -104,6 +104,9 @@ def test_auto_placement_cost_models(cls):
     with choosing_by("flops"):
         assert attn.placement(5523, 22223, "cpu") == "samples"
     assert attn.placement(5523, 22223, "cpu") == "tokens"
+    with choosing_by("exported"):  # decomposed sampling (ONNX): the decoder projects the tokens too
+        assert attn.placement(900, 22223, "cpu") == "tokens"
+    assert attn.placement(900, 22223, "cpu") == "samples"
     with pytest.raises(ValueError, match="cost"):
         attn.placement(5523, 22223, cost="fast")
 
