@@ -261,6 +261,8 @@ def target_lines(rows: List[Dict]) -> List[str]:
 
 
 def parse_args(argv=None):
+    from ..flops.encoder import size_argument
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", nargs="+", choices=["cpu", "cuda"],
                         help="devices (default: cpu, plus cuda if available)")
@@ -274,7 +276,8 @@ def parse_args(argv=None):
     parser.add_argument("--variants", nargs="+", default=PAPER_VARIANTS, help="Lite variants (HxLy-(A+1)xB)")
     parser.add_argument("--msda-variants", nargs="*", default=[TARGET_VARIANT],
                         help="variants also measured with MSDA instead of KDA")
-    parser.add_argument("--size", default="800x1333", help="image size HxW (default 800x1333)")
+    parser.add_argument("--size", type=size_argument, default=(800, 1333), metavar="HxW",
+                        help="image size HxW (default 800x1333)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--num-levels", type=int, default=4)
     parser.add_argument("--paired", action="store_true",
@@ -306,7 +309,7 @@ def main(argv=None):
         print("CUDA is not available: measuring CPU only", file=sys.stderr)
         devices = [d for d in devices if d != "cuda"]
     dtypes = list(dict.fromkeys(DTYPES[d] for d in args.dtype))
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = args.size
     configs = configurations(args.variants, args.msda_variants)
     jobs = [(device, dtype, config) for device in devices for dtype in dtypes for config in configs]
     counted = set()

@@ -48,15 +48,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _size(text: str):
-    from ..flops.encoder import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def fit_kappa(rows):
     """Least squares of ``Δtime = a·ΔGEMM + b·Δsampling`` through the origin; returns (a, b)."""
     x = torch.tensor([[r["d_gemm"], r["d_sampling"]] for r in rows], dtype=torch.float64)
@@ -66,11 +57,13 @@ def fit_kappa(rows):
 
 
 def main(argv=None) -> int:
+    from ..flops.encoder import size_argument
+
     parser = argparse.ArgumentParser(prog="lite-detr-benchmark-placement", description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--size", type=_size, default=(800, 1333), metavar="HxW",
+    parser.add_argument("--size", type=size_argument, default=(800, 1333), metavar="HxW",
                         help="input image whose feature maps give the value tokens (default 800x1333: 22,223)")
     parser.add_argument("--queries", type=_positive, nargs="+", metavar="NQ",
                         help="query counts to time (default: 900, 5,523 and 16,700, see the description)")

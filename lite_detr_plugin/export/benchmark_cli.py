@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .cli import parse_size
+from ..flops.encoder import size_argument
 from .latency import PARTS
 
 BACKENDS = ("eager", "onnxruntime", "tensorrt")
@@ -28,7 +28,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lite-detr-benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", nargs="+", required=True, metavar="CFG")
-    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(640, 640), (768, 768), (857, 1045)],
+    parser.add_argument("--sizes", nargs="+", type=size_argument, default=[(640, 640), (768, 768), (857, 1045)],
                         metavar="HxW")
     parser.add_argument("--backend", nargs="+", choices=BACKENDS, default=["eager"],
                         help="one or more; several are timed side by side on each model and size")

@@ -9,20 +9,10 @@ on stderr (exit status 2), never the exporter's traceback.
 """
 import argparse
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
+from ..flops.encoder import size_argument
 from .translations import DEFORMABLE_MODES, SAMPLERS, SUPPORTED_OPSETS
-
-
-def parse_size(text: str) -> Tuple[int, int]:
-    """'800x1333' -> (800, 1333); argparse error otherwise."""
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 800x1333; got {text!r}") from None
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return height, width
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", required=True, metavar="FILE", help="detrex or Lite LazyConfig")
     parser.add_argument("--weights", metavar="PTH", help="detectron2 checkpoint (default: random init, with a warning)")
     parser.add_argument("--output", default="model.onnx", metavar="PATH", help="ONNX file (default model.onnx)")
-    parser.add_argument("--size", type=parse_size, default=(800, 1333), metavar="HxW",
+    parser.add_argument("--size", type=size_argument, default=(800, 1333), metavar="HxW",
                         help="input size after resizing and padding (default 800x1333)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dynamic-batch", action="store_true", help="a dynamic batch dimension")

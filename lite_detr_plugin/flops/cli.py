@@ -18,16 +18,9 @@ import warnings
 from collections import Counter
 from typing import List, Optional
 
-from .encoder import parse_size
+from .encoder import size_argument
 from .handles import COUNTINGS
 from .specs import REPORT_MODES
-
-
-def _size(text: str):
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  lite-detr-flops --config-file CFG --swap-encoder 'H3L1-(2+1)x3' --dataset coco_2017_val -n 100\n"
         ),
     )
-    parser.add_argument("--size", type=_size, default="850x1040",
+    parser.add_argument("--size", type=size_argument, default="850x1040",
                         help="input height x width (default 850x1040, the size Sparse/Lite DETR count COCO at)")
     parser.add_argument("--counting", choices=COUNTINGS, default="paper",
                         help="FLOP counting conventions. paper: fvcore's (sampling as grid_sample, element-wise "

@@ -50,10 +50,20 @@ def parse_size(text: str) -> Tuple[int, int]:
     try:
         height, width = (int(p.strip()) for p in parts)
     except ValueError:
-        raise ValueError(f"size must look like 850x1040 (height x width), got {text!r}") from None
+        raise ValueError(f"size must be HxW (height x width, e.g. 850x1040), got {text!r}") from None
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive, got {text!r}")
     return height, width
+
+
+def size_argument(text: str) -> Tuple[int, int]:
+    """:func:`parse_size` as an argparse ``type``: a bad size is a usage error, not a traceback."""
+    import argparse
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def level_shapes(height: int, width: int, num_levels: int = 4) -> List[Shape]:

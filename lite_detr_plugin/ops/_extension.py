@@ -98,9 +98,8 @@ def build_details() -> dict:
     nvcc_version, cuda_archs, cpu_isas, torch_version, and why CUDA was left out
     (cuda_reason). Empty when the record is missing (a library built by other means)."""
     import json
-    import os
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_build.json")
+    path = os.path.join(_PACKAGE_DIR, "_build.json")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
