@@ -175,22 +175,36 @@ def load_detrex_model(
     Returns:
         ``(cfg, model)``. No checkpoint is loaded: FLOPs do not depend on the weights.
     """
-    from detectron2.config import LazyConfig, instantiate
+    from detectron2.config import instantiate
 
-    config_file = resolve_config_file(config_file)
-    cfg = LazyConfig.load(config_file)
-    cfg = LazyConfig.apply_overrides(cfg, list(opts))
+    cfg = load_detrex_config(config_file, opts, device=None)
     if swap_encoder:
         from ..config import swap_encoder as swap
 
         swap(cfg, **swap_encoder)
+    _set_device(cfg, device)
+    model = instantiate(cfg.model)
+    model.to(device).eval()
+    return cfg, model
+
+
+def load_detrex_config(config_file: str, opts: Sequence[str] = (), device: Optional[str] = "cpu"):
+    """The LazyConfig ``config_file`` (found by :func:`resolve_config_file`) with ``key=value`` overrides
+    ``opts``, and ``model.device`` / ``train.device`` set to ``device`` where the config has them
+    (``None``: left as they are)."""
+    from detectron2.config import LazyConfig
+
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(resolve_config_file(config_file)), list(opts))
+    if device is not None:
+        _set_device(cfg, device)
+    return cfg
+
+
+def _set_device(cfg, device: str) -> None:
     if "device" in cfg.model:
         cfg.model.device = device
     if "train" in cfg and "device" in cfg.train:
         cfg.train.device = device
-    model = instantiate(cfg.model)
-    model.to(device).eval()
-    return cfg, model
 
 
 def fixed_size_inputs(height: int, width: int, seed: int = 0) -> List[Dict[str, Any]]:

@@ -112,11 +112,9 @@ def run_dir_and_opts(config: StudyConfig, resolution: int, seed: int, max_iter: 
 
 
 def _load(config: StudyConfig, opts: Sequence[str]):
-    from detectron2.config import LazyConfig
+    from ..flops.model import load_detrex_config
 
-    from ..flops.model import resolve_config_file
-
-    return LazyConfig.apply_overrides(LazyConfig.load(resolve_config_file(config.config_file)), list(opts))
+    return load_detrex_config(config.config_file, opts, device=None)
 
 
 def _train(config_file: str, opts: Sequence[str], log_path: str) -> float:

@@ -82,17 +82,13 @@ def load_model(config_file: str, opts: Sequence[str] = (), device: str = "cpu", 
     Raises ValueError when the config names no checkpoint, unless ``allow_random_weights``.
     """
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.config import LazyConfig, instantiate
+    from detectron2.config import instantiate
 
-    from ..flops.model import resolve_config_file
+    from ..flops.model import load_detrex_config
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(resolve_config_file(config_file)), list(opts))
-    if "device" in cfg.model:
-        cfg.model.device = device
-    if "train" in cfg and "device" in cfg.train:
-        cfg.train.device = device
+    cfg = load_detrex_config(config_file, opts, device=device)
     checkpoint = cfg.train.get("init_checkpoint", "") if "train" in cfg else ""
     if not checkpoint and not allow_random_weights:
         raise ValueError(
