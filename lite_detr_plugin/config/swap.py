@@ -11,7 +11,7 @@ from torch import nn
 from .. import encoders  # noqa: F401  (registers "LiteEncoder")
 from ..layers import MultiScaleDeformableAttention
 from ..layers._detrex_compat import detrex_attention_class
-from ..layers.factory import build_attention
+from ..layers.factory import build_attention_like
 from ..registry import ATTENTION_REGISTRY, ENCODER_REGISTRY, UnknownComponentError
 
 # Keywords of detrex's encoders that carry over to LiteEncoder (num_layers does
@@ -97,7 +97,9 @@ def use_kda_cross_attention(decoder: nn.Module, value_placement: str = "auto", u
         for name, child in list(parent.named_children()):
             if isinstance(child, attention_class) or not isinstance(child, targets):
                 continue
-            setattr(parent, name, _replacement(attention_class, child, value_placement, use_key_proj))
+            replacement = build_attention_like(attention_class, child, value_placement=value_placement,
+                                               use_key_proj=use_key_proj)
+            setattr(parent, name, replacement)
             replaced += 1
     if replaced == 0:
         raise ValueError(f"use_kda_cross_attention: {type(decoder).__name__} has no deformable attention to replace")
@@ -117,22 +119,3 @@ def _resolve(registry, argument: str, name):
         return registry.resolve(name)
     except UnknownComponentError as exc:
         raise ValueError(f"{argument}={name!r} is unknown: {exc}") from None
-
-
-def _replacement(attention_class: type, attention: nn.Module, value_placement: str, use_key_proj: bool) -> nn.Module:
-    dropout = getattr(attention, "dropout", None)
-    replacement = build_attention(
-        attention_class,
-        embed_dim=attention.embed_dim,
-        num_heads=attention.num_heads,
-        num_levels=attention.num_levels,
-        num_points=attention.num_points,
-        dropout=dropout.p if isinstance(dropout, nn.Dropout) else 0.0,
-        batch_first=attention.batch_first,
-        value_placement=value_placement,
-        use_key_proj=use_key_proj,
-    )
-    parameter = next(attention.parameters(), None)
-    if parameter is not None:
-        replacement.to(device=parameter.device, dtype=parameter.dtype)
-    return replacement

@@ -11,6 +11,7 @@ export translates. A plain detrex DINO therefore exports too.
 from torch import nn
 
 from ..layers.deformable_attention import MultiScaleDeformableAttention
+from ..layers.factory import build_attention_like
 
 
 def is_detrex_msda(module: nn.Module) -> bool:
@@ -21,17 +22,7 @@ def is_detrex_msda(module: nn.Module) -> bool:
 
 def lite_msda_from_detrex(module: nn.Module) -> MultiScaleDeformableAttention:
     """This package's MSDA with the sizes, dropout, layout and weights of detrex's ``module``."""
-    ours = MultiScaleDeformableAttention(
-        embed_dim=module.embed_dim,
-        num_heads=module.num_heads,
-        num_levels=module.num_levels,
-        num_points=module.num_points,
-        dropout=module.dropout.p,
-        batch_first=module.batch_first,
-        value_placement="tokens",  # detrex's order of operations
-    )
-    parameter = next(module.parameters())
-    ours.to(device=parameter.device, dtype=parameter.dtype)
+    ours = build_attention_like(MultiScaleDeformableAttention, module, value_placement="tokens")  # detrex's order
     ours.load_state_dict(module.state_dict(), strict=True)
     ours.train(module.training)
     return ours

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..registry import ATTENTION_REGISTRY
 
-__all__ = ["build_attention", "OPTIONAL_KEYWORDS"]
+__all__ = ["build_attention", "build_attention_like", "OPTIONAL_KEYWORDS"]
 
 # Keywords only some attentions take, with the value that means "not asked for".
 OPTIONAL_KEYWORDS: Dict[str, Any] = {"value_placement": "auto", "use_key_proj": False}
@@ -57,3 +57,23 @@ def build_attention(attention: Union[str, type], *, embed_dim: int, num_heads: i
                 f"{keyword}={value!r}"
             )
     return cls(**kwargs)
+
+
+def build_attention_like(attention: Union[str, type], template: nn.Module, **options) -> nn.Module:
+    """:func:`build_attention` with the sizes, dropout and layout of ``template`` (a detrex or lite_detr
+    deformable attention), on its device and dtype. New weights: the caller copies any it wants."""
+    dropout = getattr(template, "dropout", None)
+    built = build_attention(
+        attention,
+        embed_dim=template.embed_dim,
+        num_heads=template.num_heads,
+        num_levels=template.num_levels,
+        num_points=template.num_points,
+        dropout=dropout.p if isinstance(dropout, nn.Dropout) else 0.0,
+        batch_first=template.batch_first,
+        **options,
+    )
+    parameter = next(template.parameters(), None)
+    if parameter is not None:
+        built.to(device=parameter.device, dtype=parameter.dtype)
+    return built
