@@ -210,6 +210,40 @@ def test_float16_conversion_keeps_softmax_and_kda_logits_float32(case):
         torch.testing.assert_close(out, ref, atol=1e-2, rtol=1e-2)
 
 
+@pytest.mark.parametrize("case", ["L3-P3-M3-D8-shared", "L2-P8-M8-D4"])
+def test_grid_sample_graph_keeps_queries_innermost(case):
+    """GridSample's samples are [B*Mv, P', Nq, ...] with the queries innermost, and whatever multiplies them
+    (queries, weights) spans that whole axis: ONNX Runtime then broadcasts over rows of Nq values instead
+    of rows of P (the layout that made the decomposed attention slower than eager)."""
+    shapes, batch, num_query, heads, value_heads, points, dim = CASES[case]
+    num_query = 11  # a size no other axis has
+    inputs = make_inputs(shapes, batch, num_query, heads, value_heads, points, dim)
+    model = export_module(ThreeOps(shapes).eval(), inputs)
+    dims = value_shapes(model)
+    grids = [node for node in model.graph.node if node.op_type == "GridSample"]
+    assert len(grids) >= 2 * len(shapes)  # values and the separate key (the exporter merges repeats)
+    rows = points if value_heads == heads else heads * points
+    for node in grids:
+        assert dims[node.input[1]] == [batch * value_heads, rows, num_query, 2], node.name
+    sample_names = {node.output[0] for node in grids}
+    for node in model.graph.node:  # in graph order: follow the samples through reshapes
+        if node.op_type == "Reshape" and node.input[0] in sample_names:
+            sample_names.add(node.output[0])
+    consumers = [node for node in model.graph.node if set(node.input) & sample_names]
+    multiplies = [node for node in consumers if node.op_type == "Mul"]
+    assert multiplies
+    for node in multiplies:
+        assert all(dims[name][-1] == num_query for name in node.input), (node.name, [dims[n] for n in node.input])
+
+
+def value_shapes(model):
+    """{value name: static dims} after shape inference."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    infos = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return {info.name: [d.dim_value for d in info.type.tensor_type.shape.dim] for info in infos}
+
 def float_types(model):
     """{value name: ONNX elem type} after shape inference."""
     import onnx
