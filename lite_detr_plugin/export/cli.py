@@ -93,6 +93,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             diff = result.max_abs_diff
             print(f"ONNX Runtime vs eager (fresh input): max |Δ| scores {diff['scores']:.3g}, "
                   f"boxes {diff['boxes']:.3g} px")
+            if diff.get("reordered"):
+                print(f"  query selection: {diff['reordered']} ranks ordered differently by the two runtimes "
+                      "(near-ties); eager followed ONNX Runtime's order")
         elif args.deformable == "trt_plugin":
             print("check skipped: ONNX Runtime cannot run TensorRT's plugin node")
         if args.trt_engine:

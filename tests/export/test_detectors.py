@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lite_detr_plugin.export import ExportWrapper, export_onnx
-from lite_detr_plugin.export.onnx_export import _fresh_images, compare_detections, session_outputs
+from lite_detr_plugin.export.check import compare_detections, fresh_images, session_outputs
 
 pytestmark = pytest.mark.detrex
 pytest.importorskip("onnxruntime")
@@ -92,7 +92,7 @@ def own_inference(model, images):
 
 
 def check_wrapper_matches_detector(model):
-    images = _fresh_images(1, SIZE, seed=5)
+    images = fresh_images(1, SIZE, seed=5)
     (result,) = own_inference(model, images)
     with torch.no_grad():
         scores, labels, boxes = ExportWrapper(model).eval()(images)
@@ -153,7 +153,7 @@ def test_dino_dynamic_batch_runs_batch_two(detrex_root, tmp_path):
     export_onnx(model, path, SIZE, dynamic_batch=True, sampler="gather", opset=17, check=False)
     wrapper = ExportWrapper(model).eval()
     for batch in (2, 1):
-        images = _fresh_images(batch, SIZE, seed=11 + batch)
+        images = fresh_images(batch, SIZE, seed=11 + batch)
         with torch.no_grad():
             expected = wrapper(images)
         actual = session_outputs(path, images)
