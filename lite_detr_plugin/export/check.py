@@ -68,7 +68,8 @@ def following_selections(selections: Sequence, tolerance: float, report: Dict[st
     valid: the scores ``input`` gives the chosen elements must be within
     ``tolerance × max(1, |k-best|)`` of the sorted top-k values at every rank,
     else :class:`ExportError`. ``report["reordered"]`` counts the ranks that
-    differ from eager's own choice.
+    differ from eager's own choice. ``torch.topk`` is replaced module-wide and
+    restored on exit: not thread-safe while active.
     """
     pending = list(selections)
     original = torch.topk
