@@ -71,6 +71,7 @@ def _gflops(model, size) -> Dict[str, float]:
 def benchmark(args, progress) -> List[Dict]:
     from ..flops.model import load_detrex_model
     from . import latency
+    from .check import fresh_images
     from .detrex_modules import swap_detrex_attention
     from .onnx_export import export_onnx
     from .tensorrt import build_trt_engine
@@ -86,10 +87,10 @@ def benchmark(args, progress) -> List[Dict]:
         wrapper = ExportWrapper(model).eval()
         gflops = {}
         for size, backend in ((size, backend) for size in args.sizes for backend in args.backend):
-            images = torch.rand((1, 3) + tuple(size), generator=torch.Generator().manual_seed(0)) * 255
+            images = fresh_images(1, size, seed=0)
             row = {"config": config_file, "opts": opts, "plugin_msda": args.plugin_msda,
-                   "size": f"{size[0]}x{size[1]}", "backend": backend, "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(),
-                   "repeats": args.repeats}
+                   "size": f"{size[0]}x{size[1]}", "backend": backend, "device": args.device, "dtype": args.dtype,
+                   "threads": torch.get_num_threads(), "repeats": args.repeats}
             if backend == "eager":
                 wrapper.to(dtype=DTYPES[args.dtype])
                 row["ms"] = latency.eager_parts(wrapper, images.to(device), args.repeats, progress)

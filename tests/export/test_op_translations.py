@@ -238,16 +238,16 @@ def test_grid_sample_graph_keeps_queries_innermost(case):
 
 def value_shapes(model):
     """{value name: static dims} after shape inference."""
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
-    infos = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    return {info.name: [d.dim_value for d in info.type.tensor_type.shape.dim] for info in infos}
+    return {info.name: [d.dim_value for d in info.type.tensor_type.shape.dim] for info in inferred_infos(model)}
 
 def float_types(model):
     """{value name: ONNX elem type} after shape inference."""
+    return {info.name: info.type.tensor_type.elem_type for info in inferred_infos(model)}
+
+
+def inferred_infos(model):
+    """The ValueInfos of every value, input and output of ``model`` after ONNX shape inference."""
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)
-    infos = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    return {info.name: info.type.tensor_type.elem_type for info in infos}
+    return list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
